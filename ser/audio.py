@@ -1,0 +1,413 @@
+"""Load a clip a person supplies, refuse what cannot be used, and flag what may mislead.
+
+``load_audio`` decodes exactly as ``librosa.load(path, sr=rate)`` does (soundfile, float32,
+mean of channels, soxr "HQ" resampling, length ``ceil(n * ratio)``), so a model sees the same
+samples in the app as in training, but without importing librosa. Every unusable input
+raises an ``AudioError`` whose message names the file and says what is wrong.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from ser.errors import (
+    AudioError,
+    DamagedAudioError,
+    EmptyAudioError,
+    SilentAudioError,
+    TooLongError,
+    TooShortError,
+    UnsupportedFormatError,
+)
+
+SUPPORTED_FORMATS = ("WAV", "FLAC", "OGG", "MP3")
+MIN_DURATION_S = 0.5
+MAX_DURATION_S = 300.0  # 5 minutes
+# Levels are those of the clip's loudest half second (see active_level_dbfs): an overall RMS
+# would punish pauses, and RAVDESS clips are half silence.
+SILENCE_DBFS = -60.0  # below this there is nothing to judge (quietest RAVDESS clip: -57)
+
+# Caveat thresholds for assess_quality.
+QUIET_DBFS = -45.0  # flags ~7% of RAVDESS clips and no TESS clip
+CLIPPED_LEVEL = 0.99  # |sample| at or above this counts as clipped
+CLIPPED_FRACTION = 0.005
+MIN_SPEECH_S = 1.0  # training clips hold about 1-2.5 s of speech
+MIN_SOURCE_RATE_HZ = 16_000  # below this, recordings lack the top of the speech band
+
+_SUPPORTED = ", ".join(SUPPORTED_FORMATS)
+_UNKNOWN_FRAMES = 2**63 - 1  # libsndfile's SF_COUNT_MAX: the header does not state a length
+_BLOCK_SAMPLES = 1 << 14  # per read, all channels: small enough to salvage cut files
+_HEAD_BYTES = 64  # enough to recognise the containers below
+_FRAME_S = 0.02  # for levels and speech estimates
+_ACTIVE_S = 0.5  # active_level_dbfs looks at this much of the loudest audio
+_VAD_FLOOR_DBFS = -70.0
+_WAV_DATA_LOG = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
+
+
+@dataclass(frozen=True, eq=False)
+class Audio:
+    """A decoded clip: mono float32 ``samples`` at ``sample_rate_hz``, and where it came from."""
+
+    samples: np.ndarray
+    sample_rate_hz: int
+    source_sample_rate_hz: int
+    source_channels: int
+    # The decoder stopped early on damaged data; ``samples`` hold what came before it.
+    truncated: bool = False
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate_hz
+
+
+class _Decoded(NamedTuple):
+    frames: np.ndarray  # (n, channels) float32 at the source rate
+    sample_rate_hz: int
+    truncated: bool
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load_audio(
+    source: str | os.PathLike[str] | bytes,
+    *,
+    sample_rate_hz: int,
+    min_duration_s: float = MIN_DURATION_S,
+    max_duration_s: float = MAX_DURATION_S,
+    name: str | None = None,
+) -> Audio:
+    """Decode a file path or raw file bytes to mono float32 at ``sample_rate_hz``.
+
+    Raises ``AudioError`` (a subclass of it) for anything unusable; ``name`` (else the path's
+    file name) identifies the clip in the message.
+    """
+    if sample_rate_hz <= 0:
+        raise ValueError(f"sample_rate_hz must be positive, not {sample_rate_hz}")
+    if isinstance(source, bytearray | memoryview):
+        source = bytes(source)
+    who = _display_name(source, name)
+    head = _read_head(source, who)
+    _refuse_known_unsupported(head, who)
+    decoded = _decode(source, who, max_duration_s=max_duration_s)
+    mono = _to_mono(decoded.frames)
+    if not np.isfinite(mono).all():
+        raise DamagedAudioError(f"{who} contains invalid samples (NaN or infinity).")
+    _check_duration(len(mono) / decoded.sample_rate_hz, who, decoded, min_duration_s)
+    samples = resample(mono, from_rate_hz=decoded.sample_rate_hz, to_rate_hz=sample_rate_hz)
+    _check_level(samples, who, sample_rate_hz=sample_rate_hz)
+    return Audio(
+        samples=samples,
+        sample_rate_hz=sample_rate_hz,
+        source_sample_rate_hz=decoded.sample_rate_hz,
+        source_channels=decoded.frames.shape[1],
+        truncated=decoded.truncated,
+    )
+
+
+def resample(samples: np.ndarray, *, from_rate_hz: int, to_rate_hz: int) -> np.ndarray:
+    """soxr "HQ" resampling sized like ``librosa.resample``: ``ceil(len * to / from)`` samples."""
+    if from_rate_hz == to_rate_hz:
+        return samples
+    out = soxr.resample(samples, from_rate_hz, to_rate_hz, quality="HQ")
+    size = math.ceil(len(samples) * to_rate_hz / from_rate_hz)
+    if len(out) < size:
+        out = np.pad(out, (0, size - len(out)))
+    return np.ascontiguousarray(out[:size], dtype=samples.dtype)
+
+
+def _display_name(source: str | os.PathLike[str] | bytes, name: str | None) -> str:
+    if name:
+        return f"'{name}'"
+    if isinstance(source, bytes):
+        return "The audio"
+    return f"'{Path(source).name or os.fspath(source)}'"
+
+
+def _read_head(source: str | os.PathLike[str] | bytes, who: str) -> bytes:
+    """The first bytes of the file; refuses missing, unreadable and empty files."""
+    if isinstance(source, bytes):
+        head = source[:_HEAD_BYTES]
+    else:
+        try:
+            with open(source, "rb") as file:
+                head = file.read(_HEAD_BYTES)
+        except FileNotFoundError:
+            raise AudioError(f"{who} was not found.") from None
+        except IsADirectoryError:
+            raise AudioError(f"{who} is a folder, not an audio file.") from None
+        except OSError as error:
+            raise AudioError(f"{who} could not be opened ({error.strerror}).") from error
+    if not head:
+        raise EmptyAudioError(f"{who} is empty (0 bytes).")
+    return head
+
+
+def _known_unsupported(head: bytes) -> str | None:
+    """Name common containers libsndfile cannot decode, from their magic bytes."""
+    if head[4:8] == b"ftyp":  # ISO base media: M4A, MP4, MOV, 3GP
+        return "M4A" if head[8:11] in (b"M4A", b"M4B", b"M4P") else "MP4"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML
+        return "WebM" if b"webm" in head else "Matroska"
+    if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):  # ASF
+        return "WMA"
+    if head.startswith(b"#!AMR"):
+        return "AMR"
+    if head[:2] in (b"\xff\xf1", b"\xff\xf9"):  # ADTS: MPEG audio's reserved layer, so not MP3
+        return "AAC"
+    return None
+
+
+def _refuse_known_unsupported(head: bytes, who: str) -> None:
+    label = _known_unsupported(head)
+    if label:
+        raise UnsupportedFormatError(
+            f"{who} is {label} audio. {label} is not supported; supported formats: "
+            f"{_SUPPORTED}. Convert it to WAV and try again."
+        )
+
+
+def _decode(source: str | os.PathLike[str] | bytes, who: str, *, max_duration_s: float) -> _Decoded:
+    """Read the header, refuse a clip too long before decoding it, then decode in blocks."""
+    file_obj = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        with sf.SoundFile(file_obj) as file:
+            _check_header(file, who, max_duration_s=max_duration_s)
+            max_frames = math.floor(max_duration_s * file.samplerate)
+            frames, failed = _read_blocks(file, who, max_frames=max_frames)
+            return _Decoded(frames, file.samplerate, failed or _cut_short(file, len(frames)))
+    except AudioError:
+        raise
+    except sf.LibsndfileError as error:
+        raise _open_error(error.code, who) from error
+    except Exception as error:  # soundfile raises TypeError, ValueError... on odd input
+        raise DamagedAudioError(f"{who} is damaged and cannot be read.") from error
+
+
+def _open_error(code: int, who: str) -> AudioError:
+    # libsndfile's public error codes: 1 unrecognised format, 4 unsupported encoding.
+    if code == 1:
+        return UnsupportedFormatError(
+            f"{who} is not a recognisable audio file. Supported formats: {_SUPPORTED}."
+        )
+    if code == 4:
+        return UnsupportedFormatError(
+            f"{who} uses an audio encoding that cannot be decoded. "
+            "Save it as 16-bit WAV or FLAC and try again."
+        )
+    return DamagedAudioError(
+        f"{who} is damaged or incomplete (perhaps cut short) and cannot be read."
+    )
+
+
+def _check_header(file: sf.SoundFile, who: str, *, max_duration_s: float) -> None:
+    if file.samplerate <= 0 or file.channels <= 0:
+        raise DamagedAudioError(f"{who} has a damaged header and cannot be read.")
+    if file.frames == 0:
+        raise EmptyAudioError(f"{who} contains no audio (its header declares no samples).")
+    if file.frames != _UNKNOWN_FRAMES and file.frames / file.samplerate > max_duration_s:
+        raise _too_long(file.frames / file.samplerate, who, max_duration_s=max_duration_s)
+
+
+def _too_long(duration_s: float, who: str, *, max_duration_s: float) -> TooLongError:
+    # Rounded apart so the two figures never read the same.
+    actual, limit = _minutes_seconds(math.ceil(duration_s)), _minutes_seconds(max_duration_s)
+    return TooLongError(
+        f"{who} is too long ({actual}); the maximum is {limit} (minutes:seconds). "
+        "Trim it and try again."
+    )
+
+
+def _minutes_seconds(duration_s: float) -> str:
+    minutes, seconds = divmod(int(duration_s), 60)
+    return f"{minutes}:{seconds:02d}"
+
+
+def _read_blocks(file: sf.SoundFile, who: str, *, max_frames: int) -> tuple[np.ndarray, bool]:
+    """All frames, or those decoded before an error (then True); memory is bounded by
+    ``max_frames``."""
+    block_frames = max(1024, _BLOCK_SAMPLES // file.channels)
+    blocks: list[np.ndarray] = []
+    total, failed = 0, False
+    while total <= max_frames:
+        try:
+            block = file.read(block_frames, dtype="float32", always_2d=True)
+        except Exception:  # damaged or cut-short data: keep what decoded before it
+            failed = True
+            break
+        if not len(block):
+            break
+        blocks.append(block)
+        total += len(block)
+    if total > max_frames:  # the header understated the length
+        raise _too_long(total / file.samplerate, who, max_duration_s=max_frames / file.samplerate)
+    if total == 0:
+        if failed:
+            raise DamagedAudioError(
+                f"{who} is damaged or incomplete (perhaps cut short): no audio could be decoded."
+            )
+        raise EmptyAudioError(f"{who} contains no audio.")
+    return (blocks[0] if len(blocks) == 1 else np.concatenate(blocks)), failed
+
+
+def _cut_short(file: sf.SoundFile, decoded_frames: int) -> bool:
+    """Whether the file holds clearly less audio than its header declares."""
+    # A cut MP3 decodes fewer frames than its Xing header states.
+    if file.frames != _UNKNOWN_FRAMES and decoded_frames < 0.95 * file.frames:
+        return True
+    # libsndfile quietly shortens a cut WAV to the bytes present, and logs the mismatch.
+    match = _WAV_DATA_LOG.search(file.extra_info)
+    if not match:
+        return False
+    declared, present = int(match[1]), int(match[2])
+    return declared not in (0, 0xFFFFFFFF) and declared > present  # 0 and ~0: length unknown
+
+
+def _to_mono(frames: np.ndarray) -> np.ndarray:
+    if frames.shape[1] == 1:
+        return np.ascontiguousarray(frames[:, 0])
+    return np.mean(frames.T, axis=0)  # as librosa.to_mono, for bit-identical samples
+
+
+def _check_duration(duration_s: float, who: str, decoded: _Decoded, min_duration_s: float) -> None:
+    if duration_s >= min_duration_s:
+        return
+    if decoded.truncated:
+        raise DamagedAudioError(
+            f"{who} is damaged or cut short: only {duration_s:.2f} s could be decoded, "
+            f"and at least {min_duration_s:g} s is needed."
+        )
+    raise TooShortError(
+        f"{who} is too short ({duration_s:.2f} s); it must be at least {min_duration_s:g} s long."
+    )
+
+
+def _check_level(samples: np.ndarray, who: str, *, sample_rate_hz: int) -> None:
+    level = active_level_dbfs(samples, sample_rate_hz=sample_rate_hz)
+    if level == -math.inf:
+        raise SilentAudioError(f"{who} is silent (every sample is zero or constant).")
+    if level < SILENCE_DBFS:
+        # Rounded down, so the figure never reads as equal to the limit.
+        raise SilentAudioError(
+            f"{who} is too quiet to judge: its loudest part is at {math.floor(level)} dBFS, "
+            f"below the {SILENCE_DBFS:.0f} dBFS minimum. Record closer to the microphone."
+        )
+
+
+# ---------------------------------------------------------------------------- measuring
+
+
+def level_dbfs(samples: np.ndarray) -> float:
+    """RMS level in dB relative to full scale (a full-scale square wave is 0 dBFS).
+
+    The mean is removed first, so a DC offset does not pass for sound.
+    """
+    if not len(samples):
+        return -math.inf
+    centred = samples - np.mean(samples, dtype=np.float64)
+    rms = math.sqrt(float(np.mean(np.square(centred, dtype=np.float64))))
+    return 20 * math.log10(rms) if rms > 0 else -math.inf
+
+
+def clipped_fraction(samples: np.ndarray) -> float:
+    """Share of samples at or beyond ``CLIPPED_LEVEL`` of full scale."""
+    if not len(samples):
+        return 0.0
+    return float(np.count_nonzero(np.abs(samples) >= CLIPPED_LEVEL)) / len(samples)
+
+
+def active_level_dbfs(samples: np.ndarray, *, sample_rate_hz: int) -> float:
+    """RMS level of the loudest half second (its loudest 20 ms frames), in dBFS.
+
+    Unlike ``level_dbfs`` it ignores pauses, so long silences do not make speech "quiet".
+    """
+    centred = samples - np.mean(samples, dtype=np.float64)
+    power = _frame_powers(centred, sample_rate_hz=sample_rate_hz)
+    if not power.size:
+        return -math.inf
+    loudest = np.sort(power)[-max(1, round(_ACTIVE_S / _FRAME_S)) :]
+    mean_power = float(np.mean(loudest))
+    return 10 * math.log10(mean_power) if mean_power > 0 else -math.inf
+
+
+def speech_duration_s(samples: np.ndarray, *, sample_rate_hz: int) -> float:
+    """Rough seconds of speech: 20 ms frames that stand well above the background.
+
+    An energy estimate, not a speech detector: it counts any sound that stands out.
+    """
+    frame_db = 10 * np.log10(
+        np.maximum(_frame_powers(samples, sample_rate_hz=sample_rate_hz), 1e-12)
+    )
+    if not frame_db.size:
+        return 0.0
+    loudest, floor = float(frame_db.max()), float(np.percentile(frame_db, 10))
+    # Within 40 dB of the loudest frame, and clear of a steady noise floor (if there is one).
+    threshold = max(_VAD_FLOOR_DBFS, loudest - 40.0, min(floor + 6.0, loudest - 10.0))
+    return float(np.count_nonzero(frame_db > threshold)) * _FRAME_S
+
+
+def _frame_powers(samples: np.ndarray, *, sample_rate_hz: int) -> np.ndarray:
+    """Mean square of each whole 20 ms frame."""
+    frame = max(1, round(_FRAME_S * sample_rate_hz))
+    n_frames = len(samples) // frame
+    frames = samples[: n_frames * frame].reshape(n_frames, frame)
+    return np.mean(np.square(frames, dtype=np.float64), axis=1)
+
+
+def assess_quality(audio: Audio) -> list[str]:
+    """Plain-language caveats about a usable clip; empty when nothing stands out."""
+    caveats = []
+    if audio.truncated:
+        caveats.append(
+            f"The file seems to be cut short: only the first {audio.duration_s:.1f} s "
+            "could be decoded."
+        )
+    if audio.source_sample_rate_hz < MIN_SOURCE_RATE_HZ:
+        caveats.append(
+            f"The recording's sample rate is low ({audio.source_sample_rate_hz / 1000:g} kHz), "
+            "so it lacks high frequencies the model learnt from."
+        )
+    level = active_level_dbfs(audio.samples, sample_rate_hz=audio.sample_rate_hz)
+    if level < QUIET_DBFS:
+        caveats.append(
+            f"The recording is very quiet (its loudest part is at {math.floor(level)} dBFS), "
+            "so the result may be less reliable."
+        )
+    clipped = clipped_fraction(audio.samples)
+    if clipped > CLIPPED_FRACTION:
+        caveats.append(
+            f"{clipped:.1%} of the samples are clipped at full scale, "
+            "so the sound is distorted and the result may be less reliable."
+        )
+    speech_s = speech_duration_s(audio.samples, sample_rate_hz=audio.sample_rate_hz)
+    if speech_s < MIN_SPEECH_S:
+        caveats.append(
+            f"Only about {speech_s:.1f} s of speech was found, much less than in the clips "
+            "the model learnt from, so the result may be less reliable."
+        )
+    return caveats
+
+
+# ---------------------------------------------------------------------------- playback
+
+
+def to_wav_bytes(samples: np.ndarray, *, sample_rate_hz: int) -> bytes:
+    """A 16-bit PCM WAV file of mono ``samples`` (floats in [-1, 1]; beyond is clipped)."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim != 1:
+        raise ValueError(f"samples must be one-dimensional (mono), not shape {samples.shape}")
+    # Clip and zero NaN explicitly rather than trust each writer's float conversion.
+    safe = np.clip(np.nan_to_num(samples), -1.0, 1.0)
+    buffer = io.BytesIO()
+    sf.write(buffer, safe, sample_rate_hz, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
