@@ -1,0 +1,82 @@
+"""Fixtures shared by several test modules."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The speech corpora: $SER_DATA_DIR, else ../shared/data beside the repository."""
+    default = Path(__file__).parents[2] / "shared" / "data"
+    path = Path(os.environ.get("SER_DATA_DIR") or default)
+    if not path.is_dir():
+        pytest.skip(f"speech corpora not found at {path} (set SER_DATA_DIR to their folder)")
+    return path
+
+
+# Emotion -> (RAVDESS code, pitch, syllable length, loudness) for the tiny generated corpus:
+# distinct enough that a few epochs learn them, so tests on training can fail honestly.
+TINY_EMOTIONS = {
+    "neutral": ("01", 110.0, 0.25, 0.2),
+    "happy": ("03", 260.0, 0.12, 0.35),
+    "sad": ("04", 90.0, 0.4, 0.1),
+    "angry": ("05", 180.0, 0.15, 0.7),
+}
+TINY_ACTORS = range(1, 9)
+
+
+def make_tiny_corpus(
+    root: Path, *, actors: range = TINY_ACTORS, clips_per_emotion: int = 3
+) -> Path:
+    """A RAVDESS-layout folder of generated 1.2 s clips at 16 kHz (so loading resamples)."""
+    from tests.signals import speech_like, write_audio
+
+    for actor in actors:
+        folder = root / f"Actor_{actor:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        voice = 1.0 + 0.08 * (actor % 4)  # each actor's own pitch
+        for code, f0_hz, syllable_s, amplitude in TINY_EMOTIONS.values():
+            for rep in range(clips_per_emotion):
+                samples = speech_like(
+                    duration_s=1.2,
+                    sample_rate_hz=16_000,
+                    seed=actor * 100 + rep * 10 + int(code),
+                    f0_hz=f0_hz * voice,
+                    syllable_s=syllable_s,
+                    amplitude=amplitude,
+                    speech_fraction=1.0,
+                )
+                name = f"03-01-{code}-01-{rep % 2 + 1:02d}-{rep // 2 + 1:02d}-{actor:02d}.wav"
+                write_audio(folder / name, samples, sample_rate_hz=16_000)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_corpus(tmp_path_factory.mktemp("tiny_corpus"))
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> Path:
+    """A models folder with a classic and a CRNN model trained briefly on the tiny corpus."""
+    from ser import store, train
+    from ser.models import ModelType
+
+    folder = tmp_path_factory.mktemp("models")
+    cache = tmp_path_factory.mktemp("feature_cache")
+    for model_type, name, epochs in (
+        (ModelType.MFCC_LSTM, "tiny-classic", 40),
+        (ModelType.CRNN, "tiny-crnn", 8),
+    ):
+        options = train.TrainOptions(model_type=model_type, epochs=epochs)
+        data = train.prepare([tiny_corpus], options, cache_dir=cache)
+        held = train.train_holdout(data, options)  # the held-out model is the one saved
+        evaluation = {"protocol": held.protocol, "mean_accuracy": held.scores.accuracy,
+                      "mean_uar": held.scores.uar, **held.scores.to_dict()}
+        meta = train.metadata(data, options, evaluation=evaluation, command="tests", shipped=True)
+        store.save_model(held.model, meta, name=name, models_dir=folder)
+    return folder
