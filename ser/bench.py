@@ -1,0 +1,112 @@
+"""Benchmarks, run as commands; each prints its reference measured in the same run.
+
+``python -m ser.bench latency``: warm end-to-end latency of a 4 s, 48 kHz WAV
+(decode, resample, features, model) through ``Recognizer`` against the seed path
+(``librosa.load`` + mean MFCC + ``model.predict``), and the ratio.
+
+``python -m ser.bench features --data DIR``: feature extraction for a folder from
+a cold cache and again from the warm cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+
+def _speech_like(duration_s: float, sample_rate_hz: int) -> np.ndarray:
+    """A voiced, syllable-paced signal: harmonics of a gliding pitch, amplitude-modulated."""
+    t = np.arange(int(duration_s * sample_rate_hz)) / sample_rate_hz
+    pitch_hz = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch_hz) / sample_rate_hz
+    voice = sum(np.sin(k * phase) / k for k in range(1, 12))
+    syllables = np.clip(np.sin(2 * np.pi * 4 * t), 0, None)
+    return (0.3 * voice * syllables / np.max(np.abs(voice))).astype(np.float32)
+
+
+def _timed(fn: Callable[[], object], *, repeats: int) -> list[float]:
+    fn()  # warm: caches, traced graphs, lazily imported modules
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def _summary(name: str, times_ms: list[float]) -> float:
+    median = statistics.median(times_ms)
+    p90 = sorted(times_ms)[int(0.9 * (len(times_ms) - 1))]
+    print(f"{name:<46} median {median:7.2f} ms   p90 {p90:7.2f} ms   (n={len(times_ms)})")
+    return median
+
+
+def latency(model: str | None, repeats: int) -> None:
+    import librosa
+    import soundfile as sf
+
+    from .predict import Recognizer
+    from .store import find_model, load_keras
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip_48k.wav"
+        sf.write(path, _speech_like(4.0, 48_000), 48_000, subtype="PCM_16")
+        classic_info = find_model("classic-lstm") if model is None else find_model(model)
+        seed_model = load_keras(classic_info)
+
+        def seed_path() -> object:
+            y, sr = librosa.load(path)
+            x = np.mean(librosa.feature.mfcc(y=y, sr=sr, n_mfcc=40).T, axis=0)
+            return seed_model.predict(x[np.newaxis], verbose=0)
+
+        print(f"4 s clip at 48 kHz; model for the seed path: {classic_info.name}")
+        reference = _summary("seed: librosa.load + mean MFCC + model.predict", _timed(seed_path, repeats=repeats))
+        for name in dict.fromkeys([classic_info.name, find_model(None).name]):
+            recognizer = Recognizer.load(name)
+            ours = _summary(f"ours: Recognizer.recognise ({name})", _timed(lambda r=recognizer: r.recognise(path), repeats=repeats))
+            print(f"{'':<46} speed-up vs seed: {reference / ours:.1f}x")
+
+
+def features(folders: list[Path]) -> None:
+    from .datasets import scan
+    from .train import extract_features
+
+    report = scan(folders)
+    jobs = [(clip.path, "") for clip in report.clips]
+    from .models import RECIPES
+
+    for model_type, recipe in RECIPES.items():
+        with tempfile.TemporaryDirectory() as cache:
+            for state in ("cold", "warm"):
+                start = time.perf_counter()
+                extract_features(jobs, config=recipe.features, cache_dir=Path(cache))
+                elapsed = time.perf_counter() - start
+                print(f"{model_type.value:<10} {len(jobs)} clips, {state} cache: {elapsed:6.1f} s "
+                      f"({len(jobs) / elapsed:6.0f} clips/s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ser.bench")
+    sub = parser.add_subparsers(dest="what", required=True)
+    lat = sub.add_parser("latency")
+    lat.add_argument("--model", default=None, help="model for the seed path (default: classic-lstm)")
+    lat.add_argument("--repeats", type=int, default=50)
+    feat = sub.add_parser("features")
+    feat.add_argument("--data", action="append", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.what == "latency":
+        latency(args.model, args.repeats)
+    else:
+        features(args.data)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

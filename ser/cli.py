@@ -1,0 +1,220 @@
+"""``python -m ser``: predict, train, evaluate, scan and list models.
+
+The command line is a contract other tools rely on: ``predict --json`` prints one
+JSON object per file and exits non-zero if any file failed, after answering the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import ScanReport
+from .errors import SERError
+from .models import ModelType
+from .train import Augmentation, Progress, TrainOptions, Validation
+
+
+def _progress_bar(progress: Progress) -> None:
+    """A one-line progress bar on stderr, redrawn in place."""
+    width = 30
+    filled = int(width * progress.done / max(1, progress.total))
+    remaining = progress.remaining_s
+    eta = f" ~{remaining:.0f}s left" if remaining is not None and progress.done < progress.total else ""
+    metrics = "  ".join(f"{k}={v:.3f}" for k, v in progress.metrics.items())
+    unit = "clips" if progress.stage == "features" else "epochs"
+    sys.stderr.write(
+        f"\r{progress.stage:>12} [{'#' * filled}{'.' * (width - filled)}] "
+        f"{progress.done}/{progress.total} {unit}{eta}  {metrics}\033[K"
+    )
+    if progress.done >= progress.total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def _options(args: argparse.Namespace) -> TrainOptions:
+    merge = tuple(tuple(pair.split("=", 1)) for pair in args.merge or [])
+    if any(len(pair) != 2 for pair in merge):
+        raise SERError("--merge takes FROM=TO, for example calm=neutral.")
+    return TrainOptions(
+        model_type=ModelType(args.model_type),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        emotions=tuple(args.emotions.split(",")) if args.emotions else None,
+        merge=merge,  # type: ignore[arg-type]
+        augment=tuple(Augmentation(a) for a in (args.augment.split(",") if args.augment else [])),
+        validation=Validation(args.validation),
+        seed=args.seed,
+    )
+
+
+def _print_scan(report: ScanReport) -> None:
+    print(f"{len(report.clips)} clips; skipped {len(report.skipped)}", file=sys.stderr)
+    for corpus, count in report.corpus_counts().items():
+        print(f"  {corpus.value}: {count} clips", file=sys.stderr)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import Recognizer
+
+    recognizer = Recognizer.load(args.model)
+    failures = 0
+    for name, outcome in recognizer.recognise_many(args.files):
+        if isinstance(outcome, SERError):
+            failures += 1
+            line = {"file": name, "error": str(outcome)}
+            print(json.dumps(line) if args.json else f"{name}: error: {outcome}", flush=True)
+            continue
+        prediction = outcome.prediction
+        if args.json:
+            print(json.dumps({
+                "file": name,
+                "emotion": prediction.emotion,
+                "confidence": round(prediction.confidence, 4),
+                "probabilities": {k: round(v, 4) for k, v in prediction.as_dict().items()},
+                "caveats": outcome.caveats,
+            }), flush=True)
+        else:
+            note = f"  ({'; '.join(outcome.caveats)})" if outcome.caveats else ""
+            print(f"{name}: {prediction.emotion} {prediction.confidence:.0%}{note}", flush=True)
+    return 1 if failures else 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import train
+    from .store import save_model, validate_name
+
+    validate_name(args.name)
+    options = _options(args)
+    data = train.prepare(args.data, options, progress=_progress_bar)
+    _print_scan(data.report)
+    if args.folds:
+        evaluation = train.cross_validate(data, options, n_folds=args.folds, progress=_progress_bar).to_dict()
+    else:
+        held = train.train_holdout(data, options, progress=_progress_bar)
+        evaluation = {"protocol": held.protocol, "mean_accuracy": round(held.scores.accuracy, 4),
+                      "mean_uar": round(held.scores.uar, 4), **held.scores.to_dict()}
+    print(f"speaker-independent: accuracy {evaluation['mean_accuracy']:.1%}, UAR {evaluation['mean_uar']:.1%}"
+          f" ({evaluation['protocol']})", file=sys.stderr)
+    model, _ = train.fit(data, np.arange(len(data.clips)), options, progress=_progress_bar, stage="final model")
+    command = "python -m ser " + shlex.join(sys.argv[1:] if args.argv is None else args.argv)
+    meta = train.metadata(data, options, evaluation=evaluation, command=command, shipped=args.shipped)
+    info = save_model(model, meta, name=args.name, models_dir=args.models_dir, overwrite=args.overwrite)
+    print(f"saved {info.keras_path}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import train
+
+    options = _options(args)
+    data = train.prepare(args.data, options, progress=_progress_bar)
+    _print_scan(data.report)
+    evaluation = train.cross_validate(data, options, n_folds=args.folds, progress=_progress_bar)
+    result = evaluation.to_dict()
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for k, fold in enumerate(result["folds"], start=1):
+        print(f"fold {k}: accuracy {fold['accuracy']:.1%}  UAR {fold['uar']:.1%}")
+    print(f"mean: accuracy {result['mean_accuracy']:.1%}  UAR {result['mean_uar']:.1%}  ({result['protocol']})")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .store import default_model, list_models
+
+    models = list_models(args.models_dir)
+    default = default_model(models)
+    if args.json:
+        print(json.dumps([{"name": m.name, "ok": m.ok, "problem": m.problem, "default": m is default,
+                           "accuracy": m.accuracy, "uar": m.uar} for m in models]))
+        return 0
+    if not models:
+        print("no models installed")
+    for m in models:
+        print(("* " if m is default else "  ") + m.summary())
+    return 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from .datasets import scan
+
+    report = scan(args.data)
+    _print_scan(report)
+    for skipped in report.skipped[: args.show_skipped]:
+        print(f"  skipped {skipped.path}: {skipped.reason}")
+    return 0
+
+
+def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", action="append", required=True, type=Path, metavar="DIR",
+                        help="dataset folder (repeatable)")
+    parser.add_argument("--model-type", default=ModelType.MFCC_LSTM.value,
+                        choices=[t.value for t in ModelType])
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--emotions", help="comma-separated subset to learn")
+    parser.add_argument("--merge", action="append", metavar="FROM=TO", help="e.g. calm=neutral")
+    parser.add_argument("--augment", help=f"comma-separated: {', '.join(a.value for a in Augmentation)}")
+    parser.add_argument("--validation", default="speaker", choices=[v.value for v in Validation])
+    parser.add_argument("--seed", type=int, default=42)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m ser", description="Speech emotion recognition.")
+    root.add_argument("--models-dir", type=Path, default=None, help="default: SER_MODELS_DIR or models/")
+    sub = root.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="recognise the emotion in audio files")
+    p.add_argument("--model", default=None, help="model name or path to a .keras file")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=cmd_predict)
+
+    t = sub.add_parser("train", help="train a model and save it in the models folder")
+    _add_training_arguments(t)
+    t.add_argument("--name", required=True)
+    t.add_argument("--folds", type=int, default=0, help="cross-validate with N folds first (6: RAVDESS protocol)")
+    t.add_argument("--shipped", action="store_true", help=argparse.SUPPRESS)
+    t.add_argument("--overwrite", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="speaker-independent cross-validation")
+    _add_training_arguments(e)
+    e.add_argument("--folds", type=int, default=6)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    m = sub.add_parser("models", help="list installed models; * marks the default")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("scan", help="show what a dataset folder holds")
+    s.add_argument("--data", action="append", required=True, type=Path, metavar="DIR")
+    s.add_argument("--show-skipped", type=int, default=20)
+    s.set_defaults(func=cmd_scan)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else None
+    try:
+        return args.func(args)
+    except SERError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; nothing was saved", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

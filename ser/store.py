@@ -1,0 +1,222 @@
+"""The models folder: ``NAME.keras`` + ``NAME.json`` pairs, saved atomically, loaded safely.
+
+The JSON is the commit marker: a model is visible only once its JSON is in
+place, and the JSON records the SHA-256 of its ``.keras`` file, so a torn or
+swapped pair is reported as broken instead of silently mispredicting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ModelError
+from .features import FeatureConfig
+
+if TYPE_CHECKING:
+    import keras
+
+METADATA_FORMAT = 1
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def default_models_dir() -> Path:
+    """``SER_MODELS_DIR`` if set, else the ``models/`` folder shipped with the project."""
+    env = os.environ.get("SER_MODELS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
+
+
+def validate_name(name: str) -> str:
+    """A model name is a plain file stem: it can never leave the models folder."""
+    if not _NAME_RE.fullmatch(name or ""):
+        raise ModelError(
+            f"'{name}' is not a valid model name: use 1-64 letters, digits, '-' or '_', "
+            "starting with a letter or digit."
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One entry of the models folder; ``problem`` says why it cannot be used."""
+
+    name: str
+    keras_path: Path
+    metadata: dict[str, Any]
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.metadata.get("labels", []))
+
+    @property
+    def features(self) -> FeatureConfig:
+        return FeatureConfig.from_dict(self.metadata["features"])
+
+    @property
+    def shipped(self) -> bool:
+        return bool(self.metadata.get("shipped", False))
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.metadata.get("evaluation", {}).get("mean_accuracy")
+
+    @property
+    def uar(self) -> float | None:
+        return self.metadata.get("evaluation", {}).get("mean_uar")
+
+    def summary(self) -> str:
+        """One line for pickers and listings."""
+        if not self.ok:
+            return f"{self.name}: BROKEN ({self.problem})"
+        evaluation = self.metadata.get("evaluation", {})
+        figure = (
+            f"{self.accuracy:.1%} accuracy, {self.uar:.1%} UAR ({evaluation.get('protocol', '')})"
+            if self.accuracy is not None and self.uar is not None
+            else "not evaluated"
+        )
+        corpora = ", ".join(self.metadata.get("trained_on", {}).get("corpora", {})) or "?"
+        return f"{self.name}: {figure}; trained on {corpora}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_info(json_path: Path) -> ModelInfo:
+    name = json_path.stem
+    keras_path = json_path.with_suffix(".keras")
+    try:
+        metadata = json.loads(json_path.read_text(encoding="utf-8"))
+        if not isinstance(metadata, dict) or "labels" not in metadata or "features" not in metadata:
+            raise ValueError("labels or feature settings missing")
+        FeatureConfig.from_dict(metadata["features"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return ModelInfo(name, keras_path, {}, f"metadata unreadable: {error}")
+    if not keras_path.is_file():
+        return ModelInfo(name, keras_path, metadata, "model file missing")
+    expected = metadata.get("sha256")
+    if expected and _sha256(keras_path) != expected:
+        return ModelInfo(name, keras_path, metadata, "model file does not match its metadata")
+    return ModelInfo(name, keras_path, metadata)
+
+
+def list_models(models_dir: Path | None = None) -> list[ModelInfo]:
+    """Every model in the folder, usable or not, sorted by name."""
+    folder = models_dir or default_models_dir()
+    if not folder.is_dir():
+        return []
+    return [_read_info(p) for p in sorted(folder.glob("*.json")) if not p.name.startswith(".")]
+
+
+def default_model(models: list[ModelInfo]) -> ModelInfo | None:
+    """The shipped model with the best measured speaker-independent accuracy."""
+    usable = [m for m in models if m.ok]
+    ranked = sorted(usable, key=lambda m: (m.shipped, m.accuracy or 0.0), reverse=True)
+    return ranked[0] if ranked else None
+
+
+def find_model(name_or_path: str | None, models_dir: Path | None = None) -> ModelInfo:
+    """A model by name in the models folder, by path to a ``.keras`` file, or the default."""
+    if name_or_path is None:
+        chosen = default_model(list_models(models_dir))
+        if chosen is None:
+            raise ModelError(f"No usable model in {models_dir or default_models_dir()}.")
+        return chosen
+    if name_or_path.endswith(".keras"):  # an explicit path typed by the user
+        json_path = Path(name_or_path).with_suffix(".json")
+        if not json_path.is_file():
+            raise ModelError(f"{name_or_path}: no metadata file {json_path.name} beside it.")
+        return _read_info(json_path)
+    folder = models_dir or default_models_dir()
+    json_path = folder / f"{validate_name(name_or_path)}.json"
+    if not json_path.is_file():
+        known = ", ".join(m.name for m in list_models(folder)) or "none"
+        raise ModelError(f"No model named '{name_or_path}'. Installed: {known}.")
+    return _read_info(json_path)
+
+
+def load_keras(info: ModelInfo) -> keras.Model:
+    """Load the network with ``safe_mode=True`` and check it agrees with its metadata."""
+    if not info.ok:
+        raise ModelError(f"Model '{info.name}' cannot be used: {info.problem}.")
+    import keras
+
+    from . import models as _models  # noqa: F401  registers any custom layers
+
+    try:
+        model = keras.saving.load_model(info.keras_path, safe_mode=True, compile=False)
+    except Exception as error:  # keras raises many types for a damaged archive
+        raise ModelError(f"Model '{info.name}' could not be loaded: {error}") from error
+    n_outputs = model.outputs[0].shape[-1]
+    if n_outputs != len(info.labels):
+        raise ModelError(
+            f"Model '{info.name}' has {n_outputs} outputs but its metadata lists "
+            f"{len(info.labels)} labels; refusing to guess which is which."
+        )
+    if model.inputs[0].shape[-1] != info.features.dim:
+        raise ModelError(
+            f"Model '{info.name}' expects {model.inputs[0].shape[-1]} features per step "
+            f"but its feature settings give {info.features.dim}."
+        )
+    return model
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(
+    model: keras.Model,
+    metadata: dict[str, Any],
+    *,
+    name: str,
+    models_dir: Path | None = None,
+    overwrite: bool = False,
+) -> ModelInfo:
+    """Write ``NAME.keras`` then ``NAME.json``; a failure midway leaves nothing visible."""
+    folder = models_dir or default_models_dir()
+    json_path = folder / f"{validate_name(name)}.json"
+    keras_path = json_path.with_suffix(".keras")
+    if json_path.exists():
+        existing = _read_info(json_path)
+        if existing.shipped:
+            raise ModelError(f"'{name}' is a shipped model and is never overwritten.")
+        if not overwrite:
+            raise ModelError(f"A model named '{name}' already exists; choose another name.")
+    tmp_keras = folder / f".tmp-{name}-{os.getpid()}.keras"  # hidden until renamed
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        model.save(tmp_keras)
+        metadata = {**metadata, "format": METADATA_FORMAT, "name": name, "sha256": _sha256(tmp_keras)}
+        json_path.unlink(missing_ok=True)  # the old pair disappears before it is replaced
+        os.replace(tmp_keras, keras_path)
+        _atomic_write_text(json_path, json.dumps(metadata, indent=2) + "\n")
+    except OSError as error:
+        raise ModelError(f"Could not save model '{name}' in {folder}: {error.strerror or error}") from error
+    finally:
+        tmp_keras.unlink(missing_ok=True)
+    return _read_info(json_path)

@@ -1,0 +1,592 @@
+"""Training and speaker-independent evaluation: one code path for the CLI and the app.
+
+The path a reader can follow in one sitting:
+``scan`` folders -> ``prepare`` (features, cached, all cores) -> split by speaker
+-> ``fit`` -> ``evaluate`` -> ``save`` with the metadata that rebuilds the figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .datasets import LabelledClip, ScanReport, ravdess_actor, scan
+from .emotions import ALL_EMOTIONS
+from .errors import SERError, TrainingError, TrainingStopped
+from .features import FeatureConfig
+from .models import RECIPES, ModelType, Recipe, build_model
+
+if TYPE_CHECKING:
+    import keras
+
+RAVDESS_FOLDS = 6  # fold k holds out actors 4k-3 .. 4k
+
+
+class Validation(str, Enum):
+    SPEAKER = "speaker"  # held-out speakers: the honest figure
+    RANDOM = "random"  # leaks speakers: overstates accuracy by 10-25 points
+
+
+class Augmentation(str, Enum):
+    NOISE = "noise"
+    PITCH = "pitch"
+    STRETCH = "stretch"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One report from a slow step; the UI and the CLI draw it their own way."""
+
+    stage: str
+    done: int
+    total: int
+    elapsed_s: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rate_per_s(self) -> float:
+        return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def remaining_s(self) -> float | None:
+        rate = self.rate_per_s
+        return (self.total - self.done) / rate if rate > 0 else None
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything that decides a trained model; saved in its metadata."""
+
+    model_type: ModelType = ModelType.MFCC_LSTM
+    epochs: int | None = None  # None: the recipe's
+    batch_size: int | None = None
+    emotions: tuple[str, ...] | None = None  # a subset to learn; None: all found
+    merge: tuple[tuple[str, str], ...] = ()  # e.g. (("calm", "neutral"),)
+    augment: tuple[Augmentation, ...] = ()
+    validation: Validation = Validation.SPEAKER
+    seed: int = 42
+
+    @property
+    def recipe(self) -> Recipe:
+        return RECIPES[self.model_type]
+
+    @property
+    def features(self) -> FeatureConfig:
+        return self.recipe.features
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_type": self.model_type.value,
+            "epochs": self.epochs or self.recipe.epochs,
+            "batch_size": self.batch_size or self.recipe.batch_size,
+            "emotions": list(self.emotions) if self.emotions else None,
+            "merge": [list(pair) for pair in self.merge],
+            "augment": [a.value for a in self.augment],
+            "validation": self.validation.value,
+            "seed": self.seed,
+        }
+
+
+# --- features ---------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    """Outside the repository: ``SER_CACHE_DIR`` or ``~/.cache/ser``."""
+    env = os.environ.get("SER_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "ser"
+
+
+def _file_key(path: Path, augmentation: str) -> str:
+    stat = path.stat()
+    identity = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{augmentation}"
+    return hashlib.sha1(identity.encode()).hexdigest()
+
+
+def _augment(samples: np.ndarray, augmentation: str, *, sample_rate_hz: int, seed: int) -> np.ndarray:
+    """A deterministic variant of a clip (same file, same variant), for training only."""
+    if not augmentation:
+        return samples
+    rng = np.random.default_rng(seed)
+    if augmentation == Augmentation.NOISE.value:
+        snr_db = rng.uniform(15, 30)
+        rms = np.sqrt(np.mean(samples**2)) + 1e-9
+        noise = rng.standard_normal(len(samples)).astype(np.float32)
+        return samples + noise * rms / (10 ** (snr_db / 20))
+    import librosa
+
+    if augmentation == Augmentation.PITCH.value:
+        steps = rng.choice([-2.0, -1.0, 1.0, 2.0])
+        return librosa.effects.pitch_shift(samples, sr=sample_rate_hz, n_steps=steps)
+    return librosa.effects.time_stretch(samples, rate=rng.uniform(0.85, 1.15))
+
+
+def _clip_features(path: str, config: dict[str, Any], augmentation: str, cache_root: str) -> np.ndarray | str:
+    """Worker: one clip's features (from the cache when there), or the reason it failed."""
+    from . import features as feats
+    from .audio import load_audio
+
+    clip_path = Path(path)
+    cfg = FeatureConfig.from_dict(config)
+    key = _file_key(clip_path, augmentation)
+    cached = Path(cache_root) / cfg.cache_key() / key[:2] / f"{key}.npy"
+    if cached.is_file():
+        try:
+            return np.load(cached)
+        except (OSError, ValueError):
+            pass  # a damaged cache entry is recomputed
+    try:
+        audio = load_audio(clip_path, sample_rate_hz=cfg.sample_rate_hz)
+    except SERError as error:
+        return str(error)
+    seed = int(key[:8], 16)
+    samples = _augment(audio.samples, augmentation, sample_rate_hz=cfg.sample_rate_hz, seed=seed)
+    result = feats.extract(samples.astype(np.float32), config=cfg)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(tmp, result)
+    os.replace(tmp, cached)
+    return result
+
+
+def _clip_batch(jobs: list[tuple[str, str]], config: dict[str, Any], cache_root: str) -> list[Any]:
+    return [_clip_features(path, config, aug, cache_root) for path, aug in jobs]
+
+
+def extract_features(
+    jobs: Sequence[tuple[Path, str]],
+    *,
+    config: FeatureConfig,
+    cache_dir: Path | None = None,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+    stop: threading.Event | None = None,
+) -> list[np.ndarray | str]:
+    """Features for each (path, augmentation) job, on all cores; failures as reason strings."""
+    cache_root = str(cache_dir or default_cache_dir())
+    todo = [(str(path), aug) for path, aug in jobs]
+    chunks = [todo[i : i + 32] for i in range(0, len(todo), 32)]
+    workers = workers or os.cpu_count() or 1
+    results: list[Any] = []
+    started = time.monotonic()
+    report = progress or (lambda _p: None)
+    report(Progress("features", 0, len(todo), 0.0))
+    # Threads, not processes: decoding, FFTs and matrix products release the GIL, and
+    # threads need no re-import of the caller's __main__ (scripts, Streamlit) per worker.
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_clip_batch, chunk, config.to_dict(), cache_root) for chunk in chunks]
+        for future in futures:
+            if stop is not None and stop.is_set():
+                for pending in futures:
+                    pending.cancel()
+                raise TrainingStopped("Stopped during feature extraction; nothing was saved.")
+            results.extend(future.result())
+            report(Progress("features", len(results), len(todo), time.monotonic() - started))
+    return results
+
+
+# --- data -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Clips with their features and integer labels, ready to split."""
+
+    clips: tuple[LabelledClip, ...]
+    features: tuple[np.ndarray, ...]
+    targets: np.ndarray
+    labels: tuple[str, ...]
+    augmented: dict[str, tuple[np.ndarray, ...]]  # augmentation -> features, aligned with clips
+    report: ScanReport
+    dropped: tuple[tuple[str, str], ...] = ()  # (path, reason) that failed extraction
+
+    @property
+    def speakers(self) -> np.ndarray:
+        return np.array([c.speaker for c in self.clips])
+
+    def corpus_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for clip in self.clips:
+            counts[clip.corpus.value] = counts.get(clip.corpus.value, 0) + 1
+        return counts
+
+
+def _relabel(clips: Sequence[LabelledClip], options: TrainOptions) -> list[tuple[LabelledClip, str]]:
+    merge = dict(options.merge)
+    kept = []
+    for clip in clips:
+        emotion = merge.get(clip.emotion, clip.emotion)
+        if options.emotions is None or emotion in options.emotions:
+            kept.append((clip, emotion))
+    return kept
+
+
+def prepare(
+    folders: Sequence[str | Path] | ScanReport,
+    options: TrainOptions,
+    *,
+    cache_dir: Path | None = None,
+    progress: ProgressFn | None = None,
+    stop: threading.Event | None = None,
+) -> Prepared:
+    """Scan (unless given a report), relabel, and extract features for every clip."""
+    report = folders if isinstance(folders, ScanReport) else scan(folders)
+    relabelled = _relabel(report.clips, options)
+    labels = tuple(e for e in ALL_EMOTIONS if e in {emotion for _, emotion in relabelled})
+    if len(labels) < 2:
+        raise TrainingError(
+            f"Training needs at least two emotions; found {len(labels)} ({', '.join(labels) or 'none'})."
+        )
+    augmentations = [a.value for a in options.augment]
+    jobs = [(clip.path, aug) for aug in ["", *augmentations] for clip, _ in relabelled]
+    values = extract_features(jobs, config=options.features, cache_dir=cache_dir, progress=progress, stop=stop)
+    n = len(relabelled)
+    reasons: dict[int, str] = {}
+    for j, value in enumerate(values):
+        if isinstance(value, str):
+            reasons.setdefault(j % n, value)  # a clip goes if any of its variants fails
+    keep = [i for i in range(n) if i not in reasons]
+    dropped = tuple((str(relabelled[i][0].path), why) for i, why in sorted(reasons.items()))
+    augmented = {
+        aug: tuple(values[(k + 1) * n + i] for i in keep) for k, aug in enumerate(augmentations)
+    }
+    return Prepared(
+        clips=tuple(relabelled[i][0] for i in keep),
+        features=tuple(values[i] for i in keep),
+        targets=np.array([labels.index(relabelled[i][1]) for i in keep], dtype=np.int64),
+        labels=labels,
+        augmented=augmented,
+        report=report,
+        dropped=dropped,
+    )
+
+
+# --- splits -----------------------------------------------------------------------------
+
+Split = tuple[np.ndarray, np.ndarray]  # (train indices, test indices)
+
+
+def ravdess_folds(clips: Sequence[LabelledClip]) -> list[Split]:
+    """The standard protocol: fold k tests on RAVDESS actors 4k-3..4k; all else trains."""
+    actors = np.array([ravdess_actor(c.speaker) or 0 for c in clips])
+    if not actors.any():
+        raise TrainingError("The 6-fold by-actor protocol needs RAVDESS among the data.")
+    folds = []
+    for k in range(1, RAVDESS_FOLDS + 1):
+        test = (actors >= 4 * k - 3) & (actors <= 4 * k)
+        folds.append((np.flatnonzero(~test), np.flatnonzero(test)))
+    return folds
+
+
+def speaker_folds(speakers: np.ndarray, n_folds: int) -> list[Split]:
+    """Group k-fold by speaker, for corpora other than RAVDESS."""
+    unique = sorted(set(speakers.tolist()))
+    if any(s.endswith(":unknown") for s in unique) or len(unique) < n_folds:
+        raise TrainingError(
+            f"Speaker-independent folds need at least {n_folds} known speakers; "
+            f"found {len(unique)}. Use fewer folds or a layout that names speakers."
+        )
+    fold_of = {s: i % n_folds for i, s in enumerate(unique)}
+    assignment = np.array([fold_of[s] for s in speakers.tolist()])
+    return [(np.flatnonzero(assignment != k), np.flatnonzero(assignment == k)) for k in range(n_folds)]
+
+
+def holdout_split(data: Prepared, validation: Validation, *, seed: int) -> Split:
+    """One train/test split: held-out speakers, or (warned against) a random 20%."""
+    n = len(data.clips)
+    if validation is Validation.RANDOM:
+        order = np.random.default_rng(seed).permutation(n)
+        cut = max(1, n // 5)
+        return np.sort(order[cut:]), np.sort(order[:cut])
+    if any(ravdess_actor(c.speaker) for c in data.clips):
+        train_index, test_index = ravdess_folds(data.clips)[-1]  # actors 21-24: protocol fold 6
+        if len(test_index):
+            return train_index, test_index
+    try:
+        return speaker_folds(data.speakers, 5)[0]
+    except TrainingError:
+        raise TrainingError(
+            "A speaker-independent hold-out needs at least 5 known speakers in the data. "
+            "Choose the random split instead (it overstates accuracy), or add speakers."
+        ) from None
+
+
+# --- fitting ----------------------------------------------------------------------------
+
+
+def _fixed_length(features: Sequence[np.ndarray], frames: int | None, *, rng: np.random.Generator | None) -> np.ndarray:
+    """Stack clips; sequence clips are cropped (randomly when training) or edge-padded."""
+    if frames is None:
+        return np.stack(features).astype(np.float32)
+    out = []
+    for f in features:
+        if len(f) >= frames:
+            start = int(rng.integers(0, len(f) - frames + 1)) if rng is not None else (len(f) - frames) // 2
+            out.append(f[start : start + frames])
+        else:
+            out.append(np.pad(f, ((0, frames - len(f)), (0, 0)), mode="edge"))
+    return np.stack(out).astype(np.float32)
+
+
+def _training_set(data: Prepared, index: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    features = [data.features[i] for i in index]
+    targets = [data.targets[index]]
+    for variant in data.augmented.values():
+        features += [variant[i] for i in index]
+        targets.append(data.targets[index])
+    return features, np.concatenate(targets)
+
+
+def _class_weights(targets: np.ndarray, n_labels: int) -> dict[int, float]:
+    counts = np.bincount(targets, minlength=n_labels).astype(float)
+    weights = len(targets) / (n_labels * np.maximum(counts, 1.0))
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def fit(
+    data: Prepared,
+    train_index: np.ndarray,
+    options: TrainOptions,
+    *,
+    test_index: np.ndarray | None = None,
+    progress: ProgressFn | None = None,
+    stop: threading.Event | None = None,
+    stage: str = "training",
+) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Train one network on ``train_index``; per-epoch figures go to ``progress``."""
+    import keras
+
+    keras.utils.set_random_seed(options.seed)
+    recipe = options.recipe
+    epochs = options.epochs or recipe.epochs
+    features, targets = _training_set(data, train_index)
+    rng = np.random.default_rng(options.seed)
+    x = _fixed_length(features, recipe.crop_frames(), rng=rng)
+    n_labels = len(data.labels)
+    y = keras.utils.to_categorical(targets, n_labels)
+    validation = None
+    if test_index is not None and len(test_index):
+        x_val = _fixed_length([data.features[i] for i in test_index], recipe.crop_frames(), rng=None)
+        validation = (x_val, keras.utils.to_categorical(data.targets[test_index], n_labels))
+    model = build_model(options.model_type, n_labels=n_labels, train_features=x)
+    history = model.fit(
+        x,
+        y,
+        epochs=epochs,
+        batch_size=options.batch_size or recipe.batch_size,
+        validation_data=validation,
+        class_weight=_class_weights(targets, n_labels),
+        callbacks=[_reporter(stage, epochs, progress, stop)],
+        verbose=0,
+    )
+    if stop is not None and stop.is_set():
+        raise TrainingStopped(f"Training stopped after {len(history.epoch)} epochs; nothing was saved.")
+    return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+def _reporter(
+    stage: str, epochs: int, progress: ProgressFn | None, stop: threading.Event | None
+) -> keras.callbacks.Callback:
+    """A Keras callback that reports each epoch and honours the stop event between batches."""
+    import keras
+
+    class Reporter(keras.callbacks.Callback):
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            self.started = time.monotonic()
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if stop is not None and stop.is_set():
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if progress is not None:
+                metrics = {k: float(v) for k, v in (logs or {}).items()}
+                elapsed = time.monotonic() - self.started
+                progress(Progress(stage, epoch + 1, epochs, elapsed, metrics))
+
+    return Reporter()
+
+
+# --- evaluation -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Accuracy, UAR and the confusion matrix (rows: true, columns: predicted)."""
+
+    labels: tuple[str, ...]
+    confusion: np.ndarray
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.trace(self.confusion) / max(1, self.confusion.sum()))
+
+    @property
+    def recall(self) -> np.ndarray:
+        return np.diag(self.confusion) / np.maximum(self.confusion.sum(axis=1), 1)
+
+    @property
+    def precision(self) -> np.ndarray:
+        return np.diag(self.confusion) / np.maximum(self.confusion.sum(axis=0), 1)
+
+    @property
+    def uar(self) -> float:
+        """Unweighted average recall over the classes present in the test set."""
+        present = self.confusion.sum(axis=1) > 0
+        return float(self.recall[present].mean()) if present.any() else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accuracy": round(self.accuracy, 4),
+            "uar": round(self.uar, 4),
+            "labels": list(self.labels),
+            "confusion": self.confusion.tolist(),
+        }
+
+
+def score(model: keras.Model, data: Prepared, test_index: np.ndarray) -> Scores:
+    """Scores on the held-out clips, each clip predicted whole, as in the app."""
+    n = len(data.labels)
+    confusion = np.zeros((n, n), dtype=np.int64)
+    predicted = _predict_whole(model, [data.features[i] for i in test_index])
+    for true, guess in zip(data.targets[test_index], predicted, strict=True):
+        confusion[true, guess] += 1
+    return Scores(data.labels, confusion)
+
+
+def _predict_whole(model: keras.Model, features: list[np.ndarray]) -> np.ndarray:
+    if features and features[0].ndim == 1:
+        return np.argmax(model.predict_on_batch(np.stack(features)), axis=1)
+    by_length: dict[int, list[int]] = {}  # equal lengths batch together without padding
+    for i, f in enumerate(features):
+        by_length.setdefault(len(f), []).append(i)
+    guesses = np.zeros(len(features), dtype=np.int64)
+    for index in by_length.values():
+        batch = np.stack([features[i] for i in index])
+        guesses[index] = np.argmax(model.predict_on_batch(batch), axis=1)
+    return guesses
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Per-fold scores and their means; the confusion matrix summed over folds."""
+
+    protocol: str
+    folds: tuple[Scores, ...]
+
+    @property
+    def mean_accuracy(self) -> float:
+        return float(np.mean([f.accuracy for f in self.folds]))
+
+    @property
+    def mean_uar(self) -> float:
+        return float(np.mean([f.uar for f in self.folds]))
+
+    @property
+    def total(self) -> Scores:
+        return Scores(self.folds[0].labels, sum(f.confusion for f in self.folds))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol,
+            "mean_accuracy": round(self.mean_accuracy, 4),
+            "mean_uar": round(self.mean_uar, 4),
+            "folds": [{"accuracy": round(f.accuracy, 4), "uar": round(f.uar, 4)} for f in self.folds],
+            "labels": list(self.folds[0].labels),
+            "confusion": self.total.confusion.tolist(),
+        }
+
+
+def cross_validate(
+    data: Prepared,
+    options: TrainOptions,
+    *,
+    n_folds: int = RAVDESS_FOLDS,
+    progress: ProgressFn | None = None,
+    stop: threading.Event | None = None,
+) -> Evaluation:
+    """RAVDESS 6-fold by actor when RAVDESS is present, else group k-fold by speaker."""
+    use_ravdess = n_folds == RAVDESS_FOLDS and any(ravdess_actor(c.speaker) for c in data.clips)
+    folds = ravdess_folds(data.clips) if use_ravdess else speaker_folds(data.speakers, n_folds)
+    folds = [fold for fold in folds if len(fold[1])]  # a partial RAVDESS copy lacks some actors
+    protocol = (
+        "RAVDESS 6-fold by actor" if use_ravdess else f"{n_folds}-fold by speaker"
+    )
+    results = []
+    for k, (train_index, test_index) in enumerate(folds, start=1):
+        model, _ = fit(data, train_index, options, progress=progress, stop=stop, stage=f"fold {k}/{len(folds)}")
+        results.append(score(model, data, test_index))
+    return Evaluation(protocol, tuple(results))
+
+
+@dataclass(frozen=True)
+class HoldoutResult:
+    """A model trained on the training side, with its held-out scores and curves."""
+
+    model: Any
+    scores: Scores
+    history: dict[str, list[float]]
+    protocol: str
+
+
+def train_holdout(
+    data: Prepared,
+    options: TrainOptions,
+    *,
+    progress: ProgressFn | None = None,
+    stop: threading.Event | None = None,
+) -> HoldoutResult:
+    """Train on the training side of one split and score the held-out side."""
+    train_index, test_index = holdout_split(data, options.validation, seed=options.seed)
+    model, history = fit(data, train_index, options, test_index=test_index, progress=progress, stop=stop)
+    held_out = {data.clips[i].speaker for i in test_index}
+    protocol = (
+        "random 20% split (speakers leak: overstates accuracy)"
+        if options.validation is Validation.RANDOM
+        else f"held-out speakers: {', '.join(sorted(held_out))}"
+    )
+    return HoldoutResult(model, score(model, data, test_index), history, protocol)
+
+
+def metadata(
+    data: Prepared,
+    options: TrainOptions,
+    *,
+    evaluation: dict[str, Any] | None,
+    command: str,
+    shipped: bool = False,
+) -> dict[str, Any]:
+    """What a saved model carries: labels, features, data, figures, and how to redo them."""
+    import keras
+    import librosa
+
+    return {
+        "model_type": options.model_type.value,
+        "title": options.model_type.title,
+        "labels": list(data.labels),
+        "features": options.features.to_dict(),
+        "training": options.to_dict(),
+        "trained_on": {
+            "corpora": data.corpus_counts(),
+            "clips": len(data.clips),
+            "speakers": len(set(data.speakers.tolist())),
+            "emotions": {label: int((data.targets == i).sum()) for i, label in enumerate(data.labels)},
+        },
+        "evaluation": evaluation or {},
+        "command": command,
+        "shipped": shipped,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "versions": {"keras": keras.__version__, "librosa": librosa.__version__},
+    }

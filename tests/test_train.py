@@ -1,0 +1,145 @@
+"""Training and evaluation: the folds are the protocol, the figures are arithmetic, stops stop."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ser import train
+from ser.datasets import Corpus, LabelledClip
+from ser.errors import TrainingError, TrainingStopped
+from ser.models import ModelType
+from ser.train import Scores, TrainOptions, Validation
+
+
+def _clips(speakers: list[str]) -> list[LabelledClip]:
+    return [LabelledClip(Path(f"{s}_{i}.wav"), "happy", s, Corpus.RAVDESS) for i, s in enumerate(speakers)]
+
+
+def test_ravdess_folds_hold_out_four_actors_each_and_keep_other_corpora_in_training() -> None:
+    speakers = [f"ravdess:{a:02d}" for a in range(1, 25) for _ in range(3)] + ["tess:OAF"] * 5
+    clips = _clips(speakers)
+    folds = train.ravdess_folds(clips)
+    assert len(folds) == 6
+    seen: set[int] = set()
+    for k, (train_index, test_index) in enumerate(folds, start=1):
+        test_actors = {int(clips[i].speaker.split(":")[1]) for i in test_index if "ravdess" in clips[i].speaker}
+        assert test_actors == set(range(4 * k - 3, 4 * k + 1))
+        assert all("tess" not in clips[i].speaker for i in test_index)
+        assert not set(train_index) & set(test_index)
+        assert len(train_index) + len(test_index) == len(clips)
+        seen |= set(test_index.tolist())
+    assert len(seen) == 24 * 3  # every RAVDESS clip is tested exactly once
+
+
+def test_speaker_folds_never_split_a_speaker() -> None:
+    speakers = np.array([f"crema-d:{1000 + i % 7}" for i in range(70)])
+    for train_index, test_index in train.speaker_folds(speakers, 3):
+        assert not set(speakers[train_index]) & set(speakers[test_index])
+
+
+def test_speaker_folds_refuse_unknown_speakers() -> None:
+    with pytest.raises(TrainingError, match="known speakers"):
+        train.speaker_folds(np.array(["folders:unknown"] * 10), 5)
+
+
+def test_scores_are_accuracy_and_unweighted_average_recall() -> None:
+    scores = Scores(("a", "b"), np.array([[3, 0], [1, 1]]))
+    assert scores.accuracy == pytest.approx(0.8)
+    assert scores.uar == pytest.approx(0.75)  # (3/3 + 1/2) / 2
+    np.testing.assert_allclose(scores.precision, [0.75, 1.0])
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> train.Prepared:
+    cache = tmp_path_factory.mktemp("cache")
+    return train.prepare([tiny_corpus], TrainOptions(), cache_dir=cache)
+
+
+def test_prepare_labels_in_canonical_order(prepared: train.Prepared) -> None:
+    assert prepared.labels == ("neutral", "happy", "sad", "angry")
+    assert len(prepared.features) == len(prepared.clips) == len(prepared.targets) == 96
+    assert prepared.features[0].shape == (40,)
+
+
+def test_speaker_holdout_shares_no_speaker(prepared: train.Prepared) -> None:
+    train_index, test_index = train.holdout_split(prepared, Validation.SPEAKER, seed=1)
+    assert len(test_index) > 0
+    assert not set(prepared.speakers[train_index]) & set(prepared.speakers[test_index])
+
+
+def test_merge_and_subset_relabel(tiny_corpus: Path, tmp_path: Path) -> None:
+    options = TrainOptions(merge=(("sad", "neutral"),), emotions=("neutral", "angry"))
+    data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
+    assert data.labels == ("neutral", "angry")
+    assert np.bincount(data.targets).tolist() == [48, 24]
+
+
+def test_one_emotion_is_refused(tiny_corpus: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="at least two emotions"):
+        train.prepare([tiny_corpus], TrainOptions(emotions=("sad",)), cache_dir=tmp_path)
+
+
+def test_features_come_from_the_cache_the_second_time(tiny_corpus: Path, tmp_path: Path) -> None:
+    options = TrainOptions()
+    first = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
+    entries = sorted(tmp_path.rglob("*.npy"))
+    assert len(entries) == len(first.clips)
+    for entry in entries:  # poison the cache: a second run must read it, not recompute
+        np.save(entry, np.full(40, 7.0, dtype=np.float32))
+    second = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
+    assert all(np.all(f == 7.0) for f in second.features)
+
+
+def test_progress_reports_every_clip(tiny_corpus: Path, tmp_path: Path) -> None:
+    reports: list[train.Progress] = []
+    train.prepare([tiny_corpus], TrainOptions(), cache_dir=tmp_path, progress=reports.append)
+    assert reports[-1].done == reports[-1].total == 96
+    assert [r.done for r in reports] == sorted(r.done for r in reports)
+
+
+def test_stop_during_extraction(tiny_corpus: Path, tmp_path: Path) -> None:
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(TrainingStopped):
+        train.prepare([tiny_corpus], TrainOptions(), cache_dir=tmp_path, stop=stop)
+
+
+def test_stop_during_fitting_ends_after_the_current_epoch(prepared: train.Prepared) -> None:
+    stop = threading.Event()
+    epochs_seen: list[int] = []
+
+    def progress(report: train.Progress) -> None:
+        epochs_seen.append(report.done)
+        stop.set()  # ask to stop after the first epoch
+
+    options = TrainOptions(epochs=50)
+    with pytest.raises(TrainingStopped, match="stopped after"):
+        train.fit(prepared, np.arange(len(prepared.clips)), options, progress=progress, stop=stop)
+    assert len(epochs_seen) <= 2
+
+
+def test_cross_validation_skips_folds_a_partial_copy_lacks(prepared: train.Prepared) -> None:
+    evaluation = train.cross_validate(prepared, TrainOptions(epochs=3))
+    assert evaluation.protocol == "RAVDESS 6-fold by actor"
+    assert len(evaluation.folds) == 2  # actors 1-8 fill folds 1 and 2 only
+    assert evaluation.total.confusion.sum() == len(prepared.clips)
+
+
+def test_holdout_learns_the_tiny_corpus(prepared: train.Prepared) -> None:
+    result = train.train_holdout(prepared, TrainOptions(epochs=40))
+    assert result.scores.accuracy > 0.6  # chance is 0.25
+    assert len(result.history["val_accuracy"]) == 40
+
+
+def test_crnn_trains_on_frames(tiny_corpus: Path, tmp_path: Path) -> None:
+    options = TrainOptions(model_type=ModelType.CRNN, epochs=2)
+    data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
+    assert data.features[0].ndim == 2
+    result = train.train_holdout(data, options)
+    _, test_index = train.holdout_split(data, Validation.SPEAKER, seed=options.seed)
+    assert result.scores.confusion.sum() == len(test_index)
+    assert result.model.inputs[0].shape[1] is None  # any clip length at prediction time
