@@ -63,7 +63,7 @@ def _print_scan(report: ScanReport) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import Recognizer
 
-    recognizer = Recognizer.load(args.model)
+    recognizer = Recognizer.load(args.model, args.models_dir)
     failures = 0
     for name, outcome in recognizer.recognise_many(args.files):
         if isinstance(outcome, SERError):

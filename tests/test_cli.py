@@ -1,0 +1,85 @@
+"""The command line contract: JSON lines, one per file, non-zero exit when any failed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ser import cli, store
+from tests.signals import speech_like, write_audio
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture
+def clips(tmp_path: Path) -> list[Path]:
+    good = write_audio(tmp_path / "good.wav", speech_like(duration_s=1.5, sample_rate_hz=48_000, speech_fraction=1.0), sample_rate_hz=48_000)
+    bad = tmp_path / "notes.wav"
+    bad.write_text("meeting notes")
+    return [good, bad]
+
+
+def test_predict_json_answers_every_file_and_fails_at_the_end(
+    clips: list[Path], tiny_models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["--models-dir", str(tiny_models_dir), "predict", "--json", *map(str, clips)])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    assert [line["file"] for line in lines] == [str(c) for c in clips]
+    good, bad = lines
+    assert set(good) >= {"file", "emotion", "confidence", "probabilities"}
+    assert good["emotion"] == max(good["probabilities"], key=good["probabilities"].get)
+    assert sum(good["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert "not a recognisable audio file" in bad["error"]
+
+
+def test_predict_all_good_exits_zero(clips: list[Path], tiny_models_dir: Path) -> None:
+    assert cli.main(["--models-dir", str(tiny_models_dir), "predict", "--model", "tiny-crnn", str(clips[0])]) == 0
+
+
+def test_unknown_model_is_a_clear_error(clips: list[Path], tiny_models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["--models-dir", str(tiny_models_dir), "predict", "--model", "nope", str(clips[0])])
+    assert code == 1
+    assert "No model named 'nope'. Installed: tiny-classic, tiny-crnn." in capsys.readouterr().err
+
+
+def test_models_marks_the_default(tiny_models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--models-dir", str(tiny_models_dir), "models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    default = store.default_model(store.list_models(tiny_models_dir))
+    assert [line for line in lines if line.startswith("* ")] == [f"* {default.summary()}"]
+
+
+def test_train_then_predict_with_the_new_model(tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
+    models = tmp_path / "models"
+    args = ["--models-dir", str(models), "train", "--data", str(tiny_corpus), "--name", "cli-model", "--epochs", "30"]
+    assert cli.main(args) == 0
+    info = store.find_model("cli-model", models)
+    assert info.ok
+    assert info.metadata["command"].startswith("python -m ser ")
+    assert info.metadata["trained_on"]["clips"] == 96
+    assert info.metadata["evaluation"]["protocol"].startswith("held-out speakers")
+    assert info.accuracy > 0.5
+
+
+def test_evaluate_prints_folds_and_means(tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
+    assert cli.main(["evaluate", "--data", str(tiny_corpus), "--epochs", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["protocol"] == "RAVDESS 6-fold by actor"
+    assert len(result["folds"]) == 2
+    assert result["mean_accuracy"] == pytest.approx(sum(f["accuracy"] for f in result["folds"]) / 2, abs=1e-3)
+
+
+def test_predict_with_the_shipped_default_model_in_a_subprocess(clips: list[Path]) -> None:
+    if store.default_model(store.list_models(ROOT / "models")) is None:
+        pytest.skip("no shipped model in models/ yet")
+    out = subprocess.run([sys.executable, "-m", "ser", "predict", "--json", str(clips[0])], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    line = json.loads(out.splitlines()[0])
+    assert line["emotion"] in line["probabilities"]

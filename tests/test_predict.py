@@ -1,0 +1,101 @@
+"""Prediction: probabilities over the saved labels, a timeline for long clips, thread safety."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ser.audio import load_audio
+from ser.errors import AudioError
+from ser.predict import LONG_CLIP_S, Prediction, Recognizer
+from tests.conftest import TINY_EMOTIONS
+from tests.signals import audio_bytes, speech_like, write_audio
+
+
+@pytest.fixture(scope="module", params=["tiny-classic", "tiny-crnn"])
+def recognizer(request: pytest.FixtureRequest, tiny_models_dir: Path) -> Recognizer:
+    return Recognizer.load(request.param, tiny_models_dir)
+
+
+def _clip(emotion: str, *, duration_s: float = 1.2, seed: int = 7) -> np.ndarray:
+    _, f0_hz, syllable_s, amplitude = TINY_EMOTIONS[emotion]
+    return speech_like(duration_s=duration_s, sample_rate_hz=16_000, seed=seed, f0_hz=f0_hz,
+                       syllable_s=syllable_s, amplitude=amplitude, speech_fraction=1.0)
+
+
+def test_probabilities_cover_the_saved_labels(recognizer: Recognizer) -> None:
+    result = recognizer.recognise(audio_bytes(_clip("happy"), sample_rate_hz=16_000), name="x.wav")
+    probabilities = result.prediction.as_dict()
+    assert list(probabilities) == list(recognizer.info.labels)
+    assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+    assert result.timeline is None
+
+
+def test_the_classic_model_recognises_the_emotions_it_learnt(tiny_models_dir: Path, tmp_path: Path) -> None:
+    recognizer = Recognizer.load("tiny-classic", tiny_models_dir)
+    paths = [write_audio(tmp_path / f"{e}.wav", _clip(e, seed=999), sample_rate_hz=16_000) for e in TINY_EMOTIONS]
+    got = [recognizer.recognise(p).prediction.emotion for p in paths]
+    assert sum(g == e for g, e in zip(got, TINY_EMOTIONS, strict=True)) >= 3
+
+
+def test_compiled_call_matches_keras(recognizer: Recognizer) -> None:
+    from ser import features as feats
+    from ser.store import load_keras
+
+    audio = load_audio(audio_bytes(_clip("sad"), sample_rate_hz=16_000), sample_rate_hz=recognizer.config.sample_rate_hz)
+    x = feats.extract(audio.samples, config=recognizer.config)[np.newaxis]
+    expected = load_keras(recognizer.info).predict_on_batch(x)
+    np.testing.assert_allclose(recognizer.probabilities(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_long_clip_gets_an_emotion_over_time(recognizer: Recognizer) -> None:
+    samples = np.concatenate([_clip("sad", duration_s=4.0), _clip("happy", duration_s=4.0)])
+    result = recognizer.recognise(audio_bytes(samples, sample_rate_hz=16_000))
+    assert result.audio.duration_s > LONG_CLIP_S
+    timeline = result.timeline
+    assert timeline is not None
+    assert len(timeline.start_s) == 6  # 3 s windows every 1 s over 8 s
+    np.testing.assert_allclose(timeline.probabilities.sum(axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(result.prediction.probabilities, timeline.probabilities.mean(axis=0))
+
+
+def test_bytes_and_path_agree(recognizer: Recognizer, tmp_path: Path) -> None:
+    samples = _clip("angry")
+    path = write_audio(tmp_path / "a.flac", samples, sample_rate_hz=16_000, format="FLAC")
+    from_path = recognizer.recognise(path).prediction.probabilities
+    from_bytes = recognizer.recognise(path.read_bytes()).prediction.probabilities
+    np.testing.assert_array_equal(from_path, from_bytes)
+
+
+def test_eight_threads_give_the_sequential_results(recognizer: Recognizer) -> None:
+    clips = [audio_bytes(_clip(e, seed=s), sample_rate_hz=16_000) for s in range(4) for e in TINY_EMOTIONS]
+    sequential = [recognizer.recognise(c).prediction.probabilities for c in clips]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        threaded = list(pool.map(lambda c: recognizer.recognise(c).prediction.probabilities, clips * 2))
+    for got, expected in zip(threaded, sequential * 2, strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_many_files_one_bad_does_not_stop_the_rest(recognizer: Recognizer, tmp_path: Path) -> None:
+    good = write_audio(tmp_path / "good.wav", _clip("happy"), sample_rate_hz=16_000)
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    outcomes = dict(recognizer.recognise_many([good, bad, good]))
+    assert isinstance(outcomes[str(bad)], AudioError)
+    assert "'bad.wav' is not a recognisable audio file" in str(outcomes[str(bad)])
+    assert outcomes[str(good)].prediction.emotion in recognizer.labels
+
+
+@pytest.mark.parametrize(("top", "warned"), [(0.3, True), (0.9, False)])
+def test_low_confidence_earns_a_caveat(
+    recognizer: Recognizer, monkeypatch: pytest.MonkeyPatch, top: float, warned: bool
+) -> None:
+    labels = recognizer.labels
+    rest = (1 - top) / (len(labels) - 1)
+    fixed = Prediction(labels, np.array([top] + [rest] * (len(labels) - 1)))
+    monkeypatch.setattr(recognizer, "predict_samples", lambda _samples: fixed)
+    result = recognizer.recognise(audio_bytes(_clip("happy"), sample_rate_hz=16_000))
+    assert any(c.startswith("Low confidence") for c in result.caveats) is warned

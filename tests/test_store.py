@@ -1,0 +1,143 @@
+"""The models folder: names cannot escape, saves are atomic, broken models say why."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ser import store
+from ser.errors import ModelError
+
+
+@pytest.fixture
+def models(tiny_models_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny models, free to damage."""
+    folder = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "name", ["../x", "/etc/passwd", "a/b", "a b", "", ".hidden", "x" * 65, "naïve", "a.keras", "-x"]
+)
+def test_names_that_could_escape_or_confuse_are_refused(name: str) -> None:
+    with pytest.raises(ModelError, match="not a valid model name"):
+        store.validate_name(name)
+
+
+def test_find_model_refuses_escaping_names(models: Path) -> None:
+    with pytest.raises(ModelError, match="not a valid model name"):
+        store.find_model("../tiny-classic", models)
+
+
+@pytest.mark.parametrize("name", ["my-model", "RAVDESS_crnn_2", "a"])
+def test_plain_names_are_accepted(name: str) -> None:
+    assert store.validate_name(name) == name
+
+
+def test_listing_and_default(models: Path) -> None:
+    infos = store.list_models(models)
+    assert [m.name for m in infos] == ["tiny-classic", "tiny-crnn"]
+    assert all(m.ok for m in infos)
+    best = max(infos, key=lambda m: m.accuracy or 0)
+    assert store.default_model(infos) is not None
+    assert store.default_model(infos).name == best.name
+
+
+def test_round_trip_keeps_labels_and_features(models: Path) -> None:
+    info = store.find_model("tiny-classic", models)
+    model = store.load_keras(info)
+    assert info.labels == ["neutral", "happy", "sad", "angry"]
+    assert model.outputs[0].shape[-1] == 4
+    assert info.metadata["sha256"] == store._sha256(info.keras_path)
+
+
+def test_shipped_models_are_never_overwritten(models: Path) -> None:
+    info = store.find_model("tiny-classic", models)
+    model = store.load_keras(info)
+    with pytest.raises(ModelError, match="shipped model"):
+        store.save_model(model, info.metadata, name="tiny-classic", models_dir=models, overwrite=True)
+
+
+def test_existing_names_need_overwrite(models: Path) -> None:
+    info = store.find_model("tiny-classic", models)
+    model = store.load_keras(info)
+    user_meta = {**info.metadata, "shipped": False}
+    store.save_model(model, user_meta, name="mine", models_dir=models)
+    with pytest.raises(ModelError, match="already exists"):
+        store.save_model(model, user_meta, name="mine", models_dir=models)
+    assert store.save_model(model, user_meta, name="mine", models_dir=models, overwrite=True).ok
+
+
+def test_missing_model_file_is_reported_broken(models: Path) -> None:
+    (models / "tiny-crnn.keras").unlink()
+    info = store.find_model("tiny-crnn", models)
+    assert info.problem == "model file missing"
+    with pytest.raises(ModelError, match="cannot be used: model file missing"):
+        store.load_keras(info)
+
+
+def test_truncated_model_file_is_reported_broken(models: Path) -> None:
+    path = models / "tiny-crnn.keras"
+    path.write_bytes(path.read_bytes()[:1000])
+    assert store.find_model("tiny-crnn", models).problem == "model file does not match its metadata"
+
+
+def test_not_a_model_is_refused_at_load(models: Path) -> None:
+    (models / "tiny-crnn.keras").write_text("not a model")
+    meta_path = models / "tiny-crnn.json"
+    meta = json.loads(meta_path.read_text())
+    meta.pop("sha256")  # no checksum to catch it: loading itself must refuse
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="could not be loaded"):
+        store.load_keras(store.find_model("tiny-crnn", models))
+
+
+def test_label_count_disagreeing_with_the_network_is_refused(models: Path) -> None:
+    meta_path = models / "tiny-classic.json"
+    meta = json.loads(meta_path.read_text())
+    meta["labels"] = meta["labels"][:3]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="4 outputs but its metadata lists 3 labels"):
+        store.load_keras(store.find_model("tiny-classic", models))
+
+
+def test_unreadable_metadata_is_reported_broken(models: Path) -> None:
+    (models / "tiny-classic.json").write_text("{not json")
+    info = store.find_model("tiny-classic", models)
+    assert not info.ok
+    assert info.problem.startswith("metadata unreadable")
+    assert "BROKEN" in info.summary()
+
+
+def test_a_failed_save_leaves_nothing_visible(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    info = store.find_model("tiny-classic", models)
+    model = store.load_keras(info)
+    before = sorted(p.name for p in models.iterdir())
+
+    def disk_full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(model, "save", disk_full)
+    with pytest.raises(ModelError, match="No space left on device"):
+        store.save_model(model, {**info.metadata, "shipped": False}, name="new", models_dir=models)
+    assert sorted(p.name for p in models.iterdir()) == before
+
+
+def test_models_load_in_safe_mode_only(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import keras
+
+    calls: list[dict] = []
+    real = keras.saving.load_model
+    monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: calls.append(k) or real(*a, **k))
+    store.load_keras(store.find_model("tiny-classic", models))
+    assert calls == [{"safe_mode": True, "compile": False}]
+
+
+def test_no_pickles_in_the_repository() -> None:
+    root = Path(__file__).parents[1]
+    tracked = [p for p in root.rglob("*") if ".venv" not in p.parts and p.suffix in {".pkl", ".pickle", ".joblib"}]
+    assert tracked == []
