@@ -325,7 +325,7 @@ def test_real_ravdess(shared_data_dir: Path) -> None:
 def test_real_ravdess_has_one_known_duplicate(shared_data_dir: Path) -> None:
     # Actor 07's two repetitions of happy/statement 2 are byte-identical in the original
     # release; other SER write-ups report the same pair.
-    root = _corpus(shared_data_dir, "ravdess")
+    root = _corpus(shared_data_dir, "ravdess").resolve()  # scan reports resolved paths
     report = scan([root])
     pairs = [tuple(p.relative_to(root).as_posix() for p in pair) for pair in report.duplicates]
     assert pairs == [("Actor_07/03-01-03-01-02-01-07.flac", "Actor_07/03-01-03-01-02-02-07.flac")]
