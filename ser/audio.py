@@ -214,6 +214,10 @@ def _check_header(file: sf.SoundFile, who: str, *, max_duration_s: float) -> Non
     if file.samplerate <= 0 or file.channels <= 0:
         raise DamagedAudioError(f"{who} has a damaged header and cannot be read.")
     if file.frames == 0:
+        if _wav_declares_more(file):  # cut right after its header
+            raise DamagedAudioError(
+                f"{who} is damaged or incomplete (perhaps cut short): no audio could be decoded."
+            )
         raise EmptyAudioError(f"{who} contains no audio (its header declares no samples).")
     if file.frames != _UNKNOWN_FRAMES and file.frames / file.samplerate > max_duration_s:
         raise _too_long(file.frames / file.samplerate, who, max_duration_s=max_duration_s)
@@ -265,6 +269,11 @@ def _cut_short(file: sf.SoundFile, decoded_frames: int) -> bool:
     # A cut MP3 decodes fewer frames than its Xing header states.
     if file.frames != _UNKNOWN_FRAMES and decoded_frames < 0.95 * file.frames:
         return True
+    return _wav_declares_more(file)
+
+
+def _wav_declares_more(file: sf.SoundFile) -> bool:
+    """Whether a WAV's header declares more audio data than the file holds."""
     # libsndfile quietly shortens a cut WAV to the bytes present, and logs the mismatch.
     match = _WAV_DATA_LOG.search(file.extra_info)
     if not match:

@@ -35,6 +35,9 @@ class FeatureConfig:
     n_mels: int = 128
     n_fft: int = 2048
     hop_length: int = 512
+    # Leading/trailing audio quieter than this many dB below the peak is cut before
+    # features: silence otherwise dilutes a clip's mean. None keeps every frame.
+    trim_db: float | None = None
 
     @property
     def is_sequence(self) -> bool:
@@ -92,6 +95,20 @@ def mfcc_frames(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     return scipy.fft.dct(log_mel, axis=1, type=2, norm="ortho")[:, : config.n_mfcc]
 
 
+def trim(samples: np.ndarray, *, config: FeatureConfig) -> tuple[np.ndarray, int]:
+    """The clip without its quiet edges, and the first kept sample's index."""
+    if config.trim_db is None:
+        return samples, 0
+    import librosa
+
+    _, (start, end) = librosa.effects.trim(
+        samples, top_db=config.trim_db, frame_length=config.n_fft, hop_length=config.hop_length
+    )
+    if end - start < config.n_fft:  # nothing above the threshold: keep the clip whole
+        return samples, 0
+    return samples[start:end], int(start)
+
+
 def frames(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     """Frame-level features, (frames, dim): the input of ``pool``."""
     if config.kind is FeatureKind.LOGMEL_FRAMES:
@@ -108,4 +125,5 @@ def pool(frame_features: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
 
 def extract(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     """Features of one mono float clip already at ``config.sample_rate_hz``."""
-    return pool(frames(samples, config=config), config=config)
+    trimmed, _ = trim(samples, config=config)
+    return pool(frames(trimmed, config=config), config=config)

@@ -19,6 +19,7 @@ EMOTION_COLOURS = {
     "surprised": "#fb8c00",
 }
 _MAX_POINTS = 2000  # a browser draws a few thousand points smoothly, not millions
+_MAX_COLUMNS = 500  # spectrogram time steps: every cell of a heatmap is sent to the browser
 
 
 def _layout(fig: go.Figure, *, title: str, height: int = 280) -> go.Figure:
@@ -61,7 +62,7 @@ def waveform(samples: np.ndarray, *, sample_rate_hz: int) -> go.Figure:
 
 def spectrogram(samples: np.ndarray, *, sample_rate_hz: int, n_fft: int = 1024) -> go.Figure:
     """Power spectrogram in dB with seconds and Hz on the axes."""
-    hop = max(n_fft // 4, len(samples) // _MAX_POINTS)
+    hop = max(n_fft // 4, len(samples) // _MAX_COLUMNS)
     n_frames = max(1, 1 + (len(samples) - n_fft) // hop)
     padded = np.pad(samples, (0, max(0, n_fft - len(samples))))
     index = np.arange(n_fft)[np.newaxis, :] + hop * np.arange(n_frames)[:, np.newaxis]
@@ -69,7 +70,8 @@ def spectrogram(samples: np.ndarray, *, sample_rate_hz: int, n_fft: int = 1024) 
     db = 10 * np.log10(np.maximum(spectrum, 1e-10))
     db = np.maximum(db, db.max() - 80)  # an 80 dB range, as librosa's power_to_db
     fig = go.Figure(go.Heatmap(
-        z=db.T, x=np.arange(n_frames) * hop / sample_rate_hz,
+        z=np.round(db.T).astype(np.int16),  # whole dB: 4x less to send than float64, same look
+        x=np.arange(n_frames) * hop / sample_rate_hz,
         y=np.fft.rfftfreq(n_fft, 1 / sample_rate_hz),
         colorscale="Magma", colorbar={"title": "dB"},
     ))

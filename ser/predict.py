@@ -104,12 +104,14 @@ class Recognizer:
         self, samples: np.ndarray, *, window_s: float = WINDOW_S, hop_s: float = HOP_S
     ) -> Timeline:
         """Probabilities for sliding windows over the clip, computed in one batch."""
-        frames = feats.frames(samples, config=self.config)
+        trimmed, offset = feats.trim(samples, config=self.config)
+        frames = feats.frames(trimmed, config=self.config)
         per_s = self.config.frames_per_second
         width, hop = max(1, round(window_s * per_s)), max(1, round(hop_s * per_s))
         starts = np.arange(0, max(1, len(frames) - width + 1), hop)
         batch = np.stack([feats.pool(frames[s : s + width], config=self.config) for s in starts])
-        return Timeline(self.labels, starts / per_s, window_s, self.probabilities(batch))
+        start_s = offset / self.config.sample_rate_hz + starts / per_s
+        return Timeline(self.labels, start_s, window_s, self.probabilities(batch))
 
     def recognise_audio(self, audio: Audio, *, name: str = "clip") -> Result:
         """Overall prediction, the timeline for a long clip, and quality caveats."""

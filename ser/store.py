@@ -7,10 +7,12 @@ swapped pair is reported as broken instead of silently mispredicting.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,16 +209,23 @@ def save_model(
             raise ModelError(f"'{name}' is a shipped model and is never overwritten.")
         if not overwrite:
             raise ModelError(f"A model named '{name}' already exists; choose another name.")
-    tmp_keras = folder / f".tmp-{name}-{os.getpid()}.keras"  # hidden until renamed
+    # Hidden until renamed; unique, so two saves at once never share a temporary file.
+    tmp_keras = folder / f".tmp-{name}-{os.getpid()}-{secrets.token_hex(4)}.keras"
+    renamed = False
     try:
         folder.mkdir(parents=True, exist_ok=True)
         model.save(tmp_keras)
         metadata = {**metadata, "format": METADATA_FORMAT, "name": name, "sha256": _sha256(tmp_keras)}
         json_path.unlink(missing_ok=True)  # the old pair disappears before it is replaced
         os.replace(tmp_keras, keras_path)
+        renamed = True
         _atomic_write_text(json_path, json.dumps(metadata, indent=2) + "\n")
     except OSError as error:
+        if renamed:  # the metadata could not be written: leave no network without it
+            with contextlib.suppress(OSError):
+                keras_path.unlink(missing_ok=True)
         raise ModelError(f"Could not save model '{name}' in {folder}: {error.strerror or error}") from error
     finally:
-        tmp_keras.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # e.g. the folder could not be made at all
+            tmp_keras.unlink(missing_ok=True)
     return _read_info(json_path)

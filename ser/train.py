@@ -7,13 +7,14 @@ The path a reader can follow in one sitting:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,6 +134,10 @@ def _augment(samples: np.ndarray, augmentation: str, *, sample_rate_hz: int, see
     return librosa.effects.time_stretch(samples, rate=rng.uniform(0.85, 1.15))
 
 
+def _cache_path(cache_root: str | Path, cfg: FeatureConfig, key: str) -> Path:
+    return Path(cache_root) / cfg.cache_key() / key[:2] / f"{key}.npy"
+
+
 def _clip_features(path: str, config: dict[str, Any], augmentation: str, cache_root: str) -> np.ndarray | str:
     """Worker: one clip's features (from the cache when there), or the reason it failed."""
     from . import features as feats
@@ -141,7 +146,7 @@ def _clip_features(path: str, config: dict[str, Any], augmentation: str, cache_r
     clip_path = Path(path)
     cfg = FeatureConfig.from_dict(config)
     key = _file_key(clip_path, augmentation)
-    cached = Path(cache_root) / cfg.cache_key() / key[:2] / f"{key}.npy"
+    cached = _cache_path(cache_root, cfg, key)
     if cached.is_file():
         try:
             return np.load(cached)
@@ -233,6 +238,23 @@ def _relabel(clips: Sequence[LabelledClip], options: TrainOptions) -> list[tuple
     return kept
 
 
+def _feature_jobs(relabelled: Sequence[tuple[LabelledClip, str]], options: TrainOptions) -> list[tuple[Path, str]]:
+    """(path, augmentation) for every clip and variant ``prepare`` needs, clips first."""
+    augmentations = [a.value for a in options.augment]
+    return [(clip.path, aug) for aug in ["", *augmentations] for clip, _ in relabelled]
+
+
+def cached_count(report: ScanReport, options: TrainOptions, *, cache_dir: Path | None = None) -> tuple[int, int]:
+    """(cached, total): how many of the feature computations ``prepare`` needs are cached."""
+    jobs = _feature_jobs(_relabel(report.clips, options), options)
+    root = cache_dir or default_cache_dir()
+    cached = 0
+    for path, aug in jobs:
+        with contextlib.suppress(OSError):  # a file gone since the scan: prepare reports it
+            cached += _cache_path(root, options.features, _file_key(Path(path), aug)).is_file()
+    return cached, len(jobs)
+
+
 def prepare(
     folders: Sequence[str | Path] | ScanReport,
     options: TrainOptions,
@@ -250,7 +272,7 @@ def prepare(
             f"Training needs at least two emotions; found {len(labels)} ({', '.join(labels) or 'none'})."
         )
     augmentations = [a.value for a in options.augment]
-    jobs = [(clip.path, aug) for aug in ["", *augmentations] for clip, _ in relabelled]
+    jobs = _feature_jobs(relabelled, options)
     values = extract_features(jobs, config=options.features, cache_dir=cache_dir, progress=progress, stop=stop)
     n = len(relabelled)
     reasons: dict[int, str] = {}
@@ -326,18 +348,35 @@ def holdout_split(data: Prepared, validation: Validation, *, seed: int) -> Split
 # --- fitting ----------------------------------------------------------------------------
 
 
-def _fixed_length(features: Sequence[np.ndarray], frames: int | None, *, rng: np.random.Generator | None) -> np.ndarray:
-    """Stack clips; sequence clips are cropped (randomly when training) or edge-padded."""
+def _fixed_length(
+    features: Sequence[np.ndarray], frames: int | None, *, rng: np.random.Generator | None
+) -> np.ndarray:
+    """Stack clips; sequence clips get a random (training) or centred crop, or edge padding."""
     if frames is None:
         return np.stack(features).astype(np.float32)
     out = []
     for f in features:
-        if len(f) >= frames:
-            start = int(rng.integers(0, len(f) - frames + 1)) if rng is not None else (len(f) - frames) // 2
+        spare = len(f) - frames
+        if spare >= 0:
+            start = int(rng.integers(0, spare + 1)) if rng is not None else spare // 2
             out.append(f[start : start + frames])
         else:
-            out.append(np.pad(f, ((0, frames - len(f)), (0, 0)), mode="edge"))
+            out.append(np.pad(f, ((0, -spare), (0, 0)), mode="edge"))
     return np.stack(out).astype(np.float32)
+
+
+def _spec_augment(batch: np.ndarray, rng: np.random.Generator, fill: np.ndarray) -> np.ndarray:
+    """Two time masks (up to 15 frames) and two coefficient masks (up to 5) per crop."""
+    _, n_frames, n_coefficients = batch.shape
+    for crop in batch:
+        for _ in range(2):
+            width = int(rng.integers(0, 16))
+            start = int(rng.integers(0, max(1, n_frames - width + 1)))
+            crop[start : start + width] = fill
+            width = int(rng.integers(0, 6))
+            start = int(rng.integers(0, max(1, n_coefficients - width + 1)))
+            crop[:, start : start + width] = fill[start : start + width]
+    return batch
 
 
 def _training_set(data: Prepared, index: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
@@ -349,10 +388,40 @@ def _training_set(data: Prepared, index: np.ndarray) -> tuple[list[np.ndarray], 
     return features, np.concatenate(targets)
 
 
-def _class_weights(targets: np.ndarray, n_labels: int) -> dict[int, float]:
+def _class_weights(targets: np.ndarray, n_labels: int) -> np.ndarray:
     counts = np.bincount(targets, minlength=n_labels).astype(float)
-    weights = len(targets) / (n_labels * np.maximum(counts, 1.0))
-    return {i: float(w) for i, w in enumerate(weights)}
+    return len(targets) / (n_labels * np.maximum(counts, 1.0))
+
+
+def _batches(
+    features: list[np.ndarray], y: np.ndarray, weights: np.ndarray, recipe: Recipe, *, seed: int
+) -> keras.utils.PyDataset:
+    """Shuffled batches, re-cropped (and masked) afresh every epoch for sequence models."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    fill = np.concatenate(features[:: max(1, len(features) // 500)]).mean(axis=0).astype(np.float32)
+    crop, size = recipe.crop_frames(), recipe.batch_size
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.order = rng.permutation(len(features))
+
+        def __len__(self) -> int:
+            return -(-len(features) // size)
+
+        def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            index = self.order[i * size : (i + 1) * size]
+            x = _fixed_length([features[j] for j in index], crop, rng=rng)
+            if recipe.spec_augment and x.ndim == 3:
+                x = _spec_augment(x, rng, fill)
+            return x, y[index], weights[index]
+
+        def on_epoch_end(self) -> None:
+            self.order = rng.permutation(len(features))
+
+    return Batches()
 
 
 def fit(
@@ -365,29 +434,31 @@ def fit(
     stop: threading.Event | None = None,
     stage: str = "training",
 ) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Train one network on ``train_index``; per-epoch figures go to ``progress``."""
+    """Train one network on ``train_index``; per-epoch figures go to ``progress``.
+
+    Fixed epochs, no early stopping: the held-out side is watched, never used to choose.
+    """
     import keras
 
     keras.utils.set_random_seed(options.seed)
     recipe = options.recipe
     epochs = options.epochs or recipe.epochs
+    recipe = replace(recipe, batch_size=options.batch_size or recipe.batch_size)
     features, targets = _training_set(data, train_index)
-    rng = np.random.default_rng(options.seed)
-    x = _fixed_length(features, recipe.crop_frames(), rng=rng)
     n_labels = len(data.labels)
     y = keras.utils.to_categorical(targets, n_labels)
+    per_class = _class_weights(targets, n_labels) if recipe.class_weights else np.ones(n_labels)
     validation = None
     if test_index is not None and len(test_index):
-        x_val = _fixed_length([data.features[i] for i in test_index], recipe.crop_frames(), rng=None)
+        held_out = [data.features[i] for i in test_index]
+        x_val = _fixed_length(held_out, recipe.crop_frames(), rng=None)
         validation = (x_val, keras.utils.to_categorical(data.targets[test_index], n_labels))
-    model = build_model(options.model_type, n_labels=n_labels, train_features=x)
+    sample = _fixed_length(features, recipe.crop_frames(), rng=np.random.default_rng(options.seed))
+    model = build_model(options.model_type, n_labels=n_labels, train_features=sample)
     history = model.fit(
-        x,
-        y,
+        _batches(features, y, per_class[targets].astype(np.float32), recipe, seed=options.seed),
         epochs=epochs,
-        batch_size=options.batch_size or recipe.batch_size,
         validation_data=validation,
-        class_weight=_class_weights(targets, n_labels),
         callbacks=[_reporter(stage, epochs, progress, stop)],
         verbose=0,
     )

@@ -62,7 +62,7 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> Path:
-    """A models folder with a classic and a CRNN model trained briefly on the tiny corpus."""
+    """A models folder with a classic and a CNN model trained briefly on the tiny corpus."""
     from ser import store, train
     from ser.models import ModelType
 
@@ -70,7 +70,7 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path)
     cache = tmp_path_factory.mktemp("feature_cache")
     for model_type, name, epochs in (
         (ModelType.MFCC_LSTM, "tiny-classic", 40),
-        (ModelType.CRNN, "tiny-crnn", 8),
+        (ModelType.MFCC_CNN, "tiny-cnn", 8),
     ):
         options = train.TrainOptions(model_type=model_type, epochs=epochs)
         data = train.prepare([tiny_corpus], options, cache_dir=cache)

@@ -212,6 +212,14 @@ BAD_INPUTS = [
         id="wav-cut-in-header",
     ),
     pytest.param(
+        # The header declares 1 s of samples, but the file ends right after it: not "empty".
+        lambda: signals.wav_cut(_tone_bytes(1.0), keep_bytes=signals.WAV_HEADER_BYTES),
+        {},
+        DamagedAudioError,
+        "is damaged or incomplete (perhaps cut short): no audio could be decoded",
+        id="wav-cut-after-header",
+    ),
+    pytest.param(
         # 44-byte header + 0.2 s of 16-bit samples at 8 kHz, out of 1 s.
         lambda: signals.wav_cut(_tone_bytes(1.0), keep_bytes=44 + 3_200),
         {},

@@ -38,13 +38,13 @@ def test_predict_json_answers_every_file_and_fails_at_the_end(
 
 
 def test_predict_all_good_exits_zero(clips: list[Path], tiny_models_dir: Path) -> None:
-    assert cli.main(["--models-dir", str(tiny_models_dir), "predict", "--model", "tiny-crnn", str(clips[0])]) == 0
+    assert cli.main(["--models-dir", str(tiny_models_dir), "predict", "--model", "tiny-cnn", str(clips[0])]) == 0
 
 
 def test_unknown_model_is_a_clear_error(clips: list[Path], tiny_models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = cli.main(["--models-dir", str(tiny_models_dir), "predict", "--model", "nope", str(clips[0])])
     assert code == 1
-    assert "No model named 'nope'. Installed: tiny-classic, tiny-crnn." in capsys.readouterr().err
+    assert "No model named 'nope'. Installed: tiny-classic, tiny-cnn." in capsys.readouterr().err
 
 
 def test_models_marks_the_default(tiny_models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

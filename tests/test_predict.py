@@ -15,7 +15,7 @@ from tests.conftest import TINY_EMOTIONS
 from tests.signals import audio_bytes, speech_like, write_audio
 
 
-@pytest.fixture(scope="module", params=["tiny-classic", "tiny-crnn"])
+@pytest.fixture(scope="module", params=["tiny-classic", "tiny-cnn"])
 def recognizer(request: pytest.FixtureRequest, tiny_models_dir: Path) -> Recognizer:
     return Recognizer.load(request.param, tiny_models_dir)
 
@@ -73,10 +73,31 @@ def test_bytes_and_path_agree(recognizer: Recognizer, tmp_path: Path) -> None:
 def test_eight_threads_give_the_sequential_results(recognizer: Recognizer) -> None:
     clips = [audio_bytes(_clip(e, seed=s), sample_rate_hz=16_000) for s in range(4) for e in TINY_EMOTIONS]
     sequential = [recognizer.recognise(c).prediction.probabilities for c in clips]
+    assert len({p.tobytes() for p in sequential}) == len(clips)  # cross-talk would show
     with ThreadPoolExecutor(max_workers=8) as pool:
         threaded = list(pool.map(lambda c: recognizer.recognise(c).prediction.probabilities, clips * 2))
     for got, expected in zip(threaded, sequential * 2, strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_eight_threads_give_the_sequential_timelines_of_long_clips(recognizer: Recognizer) -> None:
+    # 6-9 s clips, each a different pair of emotions: the windowed (timeline) path, batched.
+    emotions = list(TINY_EMOTIONS)
+    clips = [
+        audio_bytes(np.concatenate([_clip(emotions[k % 4], duration_s=3.0 + k % 3, seed=k),
+                                    _clip(emotions[(k + 1 + k // 4) % 4], duration_s=3.5, seed=k)]),
+                    sample_rate_hz=16_000)
+        for k in range(8)
+    ]  # fmt: skip
+    sequential = [recognizer.recognise(c) for c in clips]
+    assert all(r.timeline is not None for r in sequential)
+    assert len({r.timeline.probabilities.tobytes() for r in sequential}) == len(clips)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        threaded = list(pool.map(recognizer.recognise, clips * 2))
+    for got, expected in zip(threaded, sequential * 2, strict=True):
+        np.testing.assert_array_equal(got.timeline.probabilities, expected.timeline.probabilities)
+        np.testing.assert_array_equal(got.timeline.start_s, expected.timeline.start_s)
+        np.testing.assert_array_equal(got.prediction.probabilities, expected.prediction.probabilities)
 
 
 def test_many_files_one_bad_does_not_stop_the_rest(recognizer: Recognizer, tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def test_plain_names_are_accepted(name: str) -> None:
 
 def test_listing_and_default(models: Path) -> None:
     infos = store.list_models(models)
-    assert [m.name for m in infos] == ["tiny-classic", "tiny-crnn"]
+    assert [m.name for m in infos] == ["tiny-classic", "tiny-cnn"]
     assert all(m.ok for m in infos)
     best = max(infos, key=lambda m: m.accuracy or 0)
     assert store.default_model(infos) is not None
@@ -73,27 +73,27 @@ def test_existing_names_need_overwrite(models: Path) -> None:
 
 
 def test_missing_model_file_is_reported_broken(models: Path) -> None:
-    (models / "tiny-crnn.keras").unlink()
-    info = store.find_model("tiny-crnn", models)
+    (models / "tiny-cnn.keras").unlink()
+    info = store.find_model("tiny-cnn", models)
     assert info.problem == "model file missing"
     with pytest.raises(ModelError, match="cannot be used: model file missing"):
         store.load_keras(info)
 
 
 def test_truncated_model_file_is_reported_broken(models: Path) -> None:
-    path = models / "tiny-crnn.keras"
+    path = models / "tiny-cnn.keras"
     path.write_bytes(path.read_bytes()[:1000])
-    assert store.find_model("tiny-crnn", models).problem == "model file does not match its metadata"
+    assert store.find_model("tiny-cnn", models).problem == "model file does not match its metadata"
 
 
 def test_not_a_model_is_refused_at_load(models: Path) -> None:
-    (models / "tiny-crnn.keras").write_text("not a model")
-    meta_path = models / "tiny-crnn.json"
+    (models / "tiny-cnn.keras").write_text("not a model")
+    meta_path = models / "tiny-cnn.json"
     meta = json.loads(meta_path.read_text())
     meta.pop("sha256")  # no checksum to catch it: loading itself must refuse
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="could not be loaded"):
-        store.load_keras(store.find_model("tiny-crnn", models))
+        store.load_keras(store.find_model("tiny-cnn", models))
 
 
 def test_label_count_disagreeing_with_the_network_is_refused(models: Path) -> None:
