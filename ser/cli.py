@@ -103,11 +103,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"speaker-independent: accuracy {evaluation['mean_accuracy']:.1%}, UAR {evaluation['mean_uar']:.1%}"
           f" ({evaluation['protocol']})", file=sys.stderr)
     model, _ = train.fit(data, np.arange(len(data.clips)), options, progress=_progress_bar, stage="final model")
-    command = "python -m ser " + shlex.join(sys.argv[1:] if args.argv is None else args.argv)
+    command = "python -m ser " + shlex.join(_without_models_dir(args.argv or sys.argv[1:]))
     meta = train.metadata(data, options, evaluation=evaluation, command=command, shipped=args.shipped)
     info = save_model(model, meta, name=args.name, models_dir=args.models_dir, overwrite=args.overwrite)
     print(f"saved {info.keras_path}", file=sys.stderr)
     return 0
+
+
+def _without_models_dir(argv: Sequence[str]) -> list[str]:
+    """The reproduce command: where a model is saved does not change the model."""
+    argv = list(argv)
+    if "--models-dir" in argv:
+        at = argv.index("--models-dir")
+        del argv[at : at + 2]
+    return [a for a in argv if not a.startswith("--models-dir=")]
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

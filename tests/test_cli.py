@@ -61,7 +61,9 @@ def test_train_then_predict_with_the_new_model(tiny_corpus: Path, tmp_path: Path
     assert cli.main(args) == 0
     info = store.find_model("cli-model", models)
     assert info.ok
-    assert info.metadata["command"].startswith("python -m ser ")
+    assert info.metadata["command"] == (
+        f"python -m ser train --data {tiny_corpus} --name cli-model --epochs 30"
+    )
     assert info.metadata["trained_on"]["clips"] == 96
     assert info.metadata["evaluation"]["protocol"].startswith("held-out speakers")
     assert info.accuracy > 0.5

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -49,6 +51,57 @@ def test_config_round_trips_through_json() -> None:
     assert again == config
     assert again.cache_key() == config.cache_key()
     assert FeatureConfig().cache_key() != config.cache_key()
+
+
+def _with_silent_edges(clip: np.ndarray) -> np.ndarray:
+    quiet = np.random.default_rng(1).standard_normal(11_025).astype(np.float32) * 1e-4
+    return np.concatenate([quiet, clip, quiet])
+
+
+@pytest.mark.parametrize("top_db", [20.0, 30.0, 60.0])
+def test_trim_matches_librosa(clip: np.ndarray, top_db: float) -> None:
+    import librosa
+
+    samples = _with_silent_edges(clip)
+    _, (start, end) = librosa.effects.trim(samples, top_db=top_db)
+    trimmed, offset = feats.trim(samples, config=FeatureConfig(trim_db=top_db))
+    assert (offset, offset + len(trimmed)) == (start, end)
+    assert 0 < offset < 11_025 + 512  # the quiet lead-in is gone, the speech is kept
+
+
+def test_trim_keeps_a_clip_with_nothing_loud(clip: np.ndarray) -> None:
+    silence = np.zeros(22_050, dtype=np.float32)
+    trimmed, offset = feats.trim(silence, config=FeatureConfig(trim_db=30.0))
+    assert offset == 0
+    assert len(trimmed) == len(silence)
+
+
+def test_inference_features_do_not_import_librosa() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np; from ser import features as f; "
+        "f.extract(np.ones(22050, dtype=np.float32), config=f.FeatureConfig(trim_db=30.0)); "
+        "print('librosa' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.data
+def test_real_clips_match_librosa(shared_data_dir: Path) -> None:
+    import librosa
+
+    from ser.audio import load_audio
+
+    for path in sorted((shared_data_dir / "ravdess" / "Actor_01").glob("*.flac"))[:5]:
+        samples = load_audio(path, sample_rate_hz=22_050).samples
+        _, (start, end) = librosa.effects.trim(samples, top_db=30.0)
+        trimmed, offset = feats.trim(samples, config=FeatureConfig(trim_db=30.0))
+        assert (offset, offset + len(trimmed)) == (start, end)
+        expected = np.mean(librosa.feature.mfcc(y=trimmed, sr=22_050, n_mfcc=40).T, axis=0)
+        np.testing.assert_allclose(feats.extract(samples, config=FeatureConfig(trim_db=30.0)), expected, atol=1e-3)
 
 
 def test_pool_over_frames_is_the_mean(clip: np.ndarray) -> None:

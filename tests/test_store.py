@@ -141,3 +141,9 @@ def test_no_pickles_in_the_repository() -> None:
     root = Path(__file__).parents[1]
     tracked = [p for p in root.rglob("*") if ".venv" not in p.parts and p.suffix in {".pkl", ".pickle", ".joblib"}]
     assert tracked == []
+
+
+def test_saved_metadata_is_readable_by_other_users(models: Path) -> None:
+    info = store.find_model("tiny-classic", models)
+    saved = store.save_model(store.load_keras(info), {**info.metadata, "shipped": False}, name="shared", models_dir=models)
+    assert (saved.keras_path.with_suffix(".json").stat().st_mode & 0o777) == 0o644
