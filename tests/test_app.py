@@ -1,0 +1,308 @@
+"""The Streamlit app, run headless with ``streamlit.testing.v1.AppTest``.
+
+The app sees a models folder made here ($SER_MODELS_DIR): two small untrained networks (one
+shipped, the default; one not), one whose metadata has no model file, and one whose model
+file is garbage with a matching checksum, so it only fails when it is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import ui
+from ser.audio import load_audio
+from ser.errors import AudioError
+from tests import signals
+
+pytestmark = pytest.mark.slow
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+HEADLINE = re.compile(r"^\S+ ([A-Z][a-z]+) — (\d{1,3})%$")  # e.g. "😄 Happy — 72%"
+RATE_HZ = 22_050  # the feature settings' default, so the models below use it
+LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+
+
+def _metadata(name: str, *, accuracy: float, shipped: bool) -> dict:
+    from ser.features import FeatureConfig
+
+    return {
+        "model_type": "mfcc_lstm",
+        "title": "Classic LSTM on mean MFCC",
+        "labels": list(LABELS),
+        "features": FeatureConfig().to_dict(),
+        "trained_on": {"corpora": {"ravdess": 96}, "clips": 96, "speakers": 4},
+        "evaluation": {
+            "protocol": "test fixture",
+            "mean_accuracy": accuracy,
+            "mean_uar": accuracy - 0.01,
+            "folds": [{"accuracy": accuracy, "uar": accuracy - 0.01}] * 2,
+            "labels": list(LABELS),
+            "confusion": (np.eye(len(LABELS), dtype=int) * 10 + 1).tolist(),
+        },
+        "command": f"python -m ser train --data DATA --name {name}",
+        "shipped": shipped,
+    }
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    from ser.models import ModelType, build_model
+    from ser.store import save_model
+
+    folder = tmp_path_factory.mktemp("models")
+    features = np.random.default_rng(0).normal(size=(32, 40)).astype(np.float32)
+    for name, accuracy, shipped in (("a-small", 0.40, False), ("b-shipped", 0.61, True)):
+        model = build_model(ModelType.MFCC_LSTM, n_labels=len(LABELS), train_features=features)
+        save_model(model, _metadata(name, accuracy=accuracy, shipped=shipped), name=name,
+                   models_dir=folder)  # fmt: skip
+    # Listed as broken: metadata without its model file.
+    (folder / "no-file.json").write_text(
+        json.dumps(_metadata("no-file", accuracy=0.9, shipped=False))
+    )
+    # Listed as usable (the checksum matches) but fails when loaded.
+    garbage = b"this is not a keras archive"
+    (folder / "c-damaged.keras").write_bytes(garbage)
+    meta = {**_metadata("c-damaged", accuracy=0.3, shipped=False),
+            "sha256": hashlib.sha256(garbage).hexdigest()}  # fmt: skip
+    (folder / "c-damaged.json").write_text(json.dumps(meta))
+    previous = os.environ.get("SER_MODELS_DIR")
+    os.environ["SER_MODELS_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("SER_MODELS_DIR", None)
+    else:
+        os.environ["SER_MODELS_DIR"] = previous
+
+
+@pytest.fixture
+def app(models_dir: Path) -> AppTest:
+    ui._load_failures.clear()  # a model that failed to load in one test is retried in the next
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def speech_wav(seconds: float = 3.0, *, seed: int = 0) -> bytes:
+    samples = signals.speech_like(duration_s=seconds, sample_rate_hz=16_000, seed=seed)
+    return signals.audio_bytes(samples, sample_rate_hz=16_000, subtype="PCM_16")
+
+
+def package_message(data: bytes, name: str) -> str:
+    """What ``ser`` says about a bad clip: the app must show exactly this."""
+    with pytest.raises(AudioError) as caught:
+        load_audio(data, sample_rate_hz=RATE_HZ, name=name)
+    return str(caught.value)
+
+
+def headlines(at: AppTest) -> list[str]:
+    return [h.value for h in at.subheader if HEADLINE.match(h.value)]
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c.value for c in at.main.caption]
+
+
+def plotly_charts(at: AppTest) -> list:
+    return list(at.get("plotly_chart"))
+
+
+# ---------------------------------------------------------------------------- the page
+
+
+def test_app_renders_with_the_default_model_preselected(app: AppTest) -> None:
+    assert app.title[0].value == "What emotion is in this voice?"
+    picker = app.sidebar.selectbox(key="model")
+    # Usable models only, each with its accuracy and training data; the default chosen.
+    assert picker.value == "b-shipped"
+    assert picker.options == [
+        "a-small (40% acc., RAVDESS)",
+        "b-shipped (61% acc., RAVDESS)",
+        "c-damaged (30% acc., RAVDESS)",
+    ]
+    sidebar = " ".join(c.value for c in app.sidebar.caption)
+    assert "**no-file** is broken and cannot be used: model file missing" in sidebar
+    assert "61.0% accuracy" in sidebar
+    assert "RAVDESS" in sidebar
+    assert "Model **b-shipped** is ready." in sidebar
+    assert not app.error
+    assert len(app.tabs) >= 3
+
+
+def test_uploading_a_clip_shows_the_emotion_and_charts(app: AppTest) -> None:
+    app.file_uploader(key="uploads").set_value(("speech.wav", speech_wav(), "audio/wav")).run()
+    assert not app.exception, app.exception
+    assert not app.error
+    [headline] = headlines(app)
+    emotion, percent = HEADLINE.match(headline).groups()
+    assert emotion.lower() in LABELS
+    assert 0 < int(percent) <= 100
+    assert (
+        "Most likely emotion in **speech.wav** (3.0 s), according to model **b-shipped**."
+        in captions(app)
+    )
+    figures = [chart.proto.spec for chart in plotly_charts(app)]
+    assert len(figures) == 2  # probabilities, and the open tab's waveform
+    assert all(label in figures[0] for label in LABELS)
+    assert "Waveform" in figures[1]
+    assert '"time (s)"' in figures[1]
+    assert len(app.get("audio")) == 1  # playback of what was received
+    # Only the open tab is drawn; opening another draws that one.
+    app.session_state["upload-views"] = "Spectrogram"
+    app.run()
+    figures = [chart.proto.spec for chart in plotly_charts(app)]
+    assert len(figures) == 2
+    assert "Spectrogram" in figures[1]
+    assert '"frequency (Hz)"' in figures[1]
+
+
+def test_a_long_clip_also_shows_the_emotion_over_time(app: AppTest) -> None:
+    app.file_uploader(key="uploads").set_value(("long.wav", speech_wav(8.0), "audio/wav")).run()
+    assert not app.exception
+    assert len(headlines(app)) == 1
+    specs = [chart.proto.spec for chart in plotly_charts(app)]
+    assert len(specs) == 2
+    assert "Emotion over time" in specs[1]  # the first tab for a long clip
+    assert any("judged in 3 s windows" in c for c in captions(app))
+
+
+def test_switching_model_changes_the_results_model(app: AppTest) -> None:
+    app.file_uploader(key="uploads").set_value(("speech.wav", speech_wav(), "audio/wav")).run()
+    assert any("model **b-shipped**" in c for c in captions(app))
+    app.sidebar.selectbox(key="model").set_value("a-small").run()
+    assert not app.exception
+    assert any("model **a-small**" in c for c in captions(app))
+    assert not any("model **b-shipped**" in c for c in captions(app))
+    assert len(headlines(app)) == 1
+
+
+def test_a_model_that_fails_to_load_falls_back_to_the_default(app: AppTest) -> None:
+    app.file_uploader(key="uploads").set_value(("speech.wav", speech_wav(), "audio/wav")).run()
+    app.sidebar.selectbox(key="model").set_value("c-damaged").run()
+    assert not app.exception, app.exception
+    picker = app.sidebar.selectbox(key="model")
+    assert picker.value == "b-shipped"
+    assert "c-damaged (30% acc., RAVDESS)" not in picker.options
+    [warning] = [w.value for w in app.sidebar.warning]
+    assert "**c-damaged** cannot be used" in warning
+    assert "using **b-shipped**" in warning
+    sidebar = " ".join(c.value for c in app.sidebar.caption)
+    assert (
+        "**c-damaged** is broken and cannot be used: Model 'c-damaged' could not be loaded"
+        in sidebar
+    )
+    assert any("model **b-shipped**" in c for c in captions(app))
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("notes.wav", b"this is a text file, not audio\n" * 20),
+        ("empty.wav", b""),
+        ("silent.wav", signals.audio_bytes(signals.silence(duration_s=2, sample_rate_hz=16_000),
+                                           sample_rate_hz=16_000)),
+        ("short.wav", speech_wav(0.2)),
+        ("cut.wav", speech_wav()[:30]),
+    ],
+)  # fmt: skip
+def test_a_bad_file_shows_the_packages_message_and_the_app_goes_on(
+    app: AppTest, name: str, data: bytes
+) -> None:
+    app.file_uploader(key="uploads").set_value((name, data, "audio/wav")).run()
+    assert not app.exception, app.exception
+    assert [e.value for e in app.error] == [package_message(data, name)]
+    assert not headlines(app)
+    # The next clip works.
+    app.file_uploader(key="uploads").set_value(("speech.wav", speech_wav(), "audio/wav")).run()
+    assert not app.exception
+    assert not app.error
+    assert len(headlines(app)) == 1
+
+
+def test_a_file_name_cannot_inject_markdown(app: AppTest) -> None:
+    name = "[prize](https://example.com) $x$.wav"
+    app.file_uploader(key="uploads").set_value((name, speech_wav(), "audio/wav")).run()
+    assert not app.exception, app.exception
+    assert any(r"**\[prize\](https://example.com) \$x\$.wav**" in c for c in captions(app))
+    app.file_uploader(key="uploads").set_value((name, b"not audio" * 10, "audio/wav")).run()
+    [error] = [e.value for e in app.error]
+    assert error == ui.md(package_message(b"not audio" * 10, name))
+    assert r"'\[prize\](https://example.com) \$x\$.wav'" in error
+
+
+def test_many_files_give_a_table_with_an_error_row(app: AppTest) -> None:
+    bad = b"not audio at all" * 10
+    app.file_uploader(key="uploads").set_value([
+        ("one.wav", speech_wav(seed=1), "audio/wav"),
+        ("bad.wav", bad, "audio/wav"),
+        ("two.wav", speech_wav(2.5, seed=2), "audio/wav"),
+    ]).run()  # fmt: skip
+    assert not app.exception, app.exception
+    table = app.dataframe[0].value
+    assert list(table["file"]) == ["one.wav", "bad.wav", "two.wav"]
+    assert list(table.columns[:3]) == ["file", "emotion", "confidence"]
+    assert set(LABELS) <= set(table.columns)
+    assert "error" in table.columns
+    assert list(table["error"]) == ["", package_message(bad, "bad.wav"), ""]
+    good = table.iloc[[0, 2]]
+    assert set(good["emotion"]) <= set(LABELS)
+    np.testing.assert_allclose(good[list(LABELS)].sum(axis=1), 1.0, atol=1e-3)
+    assert np.allclose(good["confidence"], good[list(LABELS)].max(axis=1))
+    assert table.iloc[1][["emotion", "confidence"]].isna().all()
+    assert any("1 could not be used" in m.value for m in app.markdown)
+    assert len(app.get("download_button")) == 1
+    # Details of each good file, one at a time.
+    detail = app.selectbox(key="upload-detail")
+    assert detail.options[0].startswith("one.wav: ")
+    assert detail.options[1].startswith("two.wav: ")
+    assert len(detail.options) == 2
+    assert any("Most likely emotion in **one.wav**" in c for c in captions(app))
+    detail.set_value(2).run()
+    assert any("Most likely emotion in **two.wav**" in c for c in captions(app))
+
+
+def test_a_recording_is_recognised(app: AppTest) -> None:
+    app.audio_input(key="recording").set_value(("rec.wav", speech_wav(2.0), "audio/wav")).run()
+    assert not app.exception, app.exception
+    assert len(headlines(app)) == 1
+    assert any("Most likely emotion in **recording.wav**" in c for c in captions(app))
+
+
+def test_the_example_clip_is_one_click_away(app: AppTest) -> None:
+    assert (APP.parent / "assets" / "example-speech.wav").stat().st_size < 100_000
+    app.button(key="example").click().run()
+    assert not app.exception, app.exception
+    assert len(headlines(app)) == 1
+    assert any("Most likely emotion in **example-speech.wav**" in c for c in captions(app))
+    app.run()  # the result stays on later reruns
+    assert len(headlines(app)) == 1
+
+
+# ---------------------------------------------------------------------------- models page
+
+
+def test_models_page_lists_models_figures_and_licences(app: AppTest) -> None:
+    app.switch_page("pages/models.py").run()
+    assert not app.exception, app.exception
+    table = app.dataframe[0].value
+    assert list(table["model"]) == ["a-small", "b-shipped", "c-damaged", "no-file"]
+    status = dict(zip(table["model"], table["status"], strict=True))
+    assert status["b-shipped"] == "default"
+    assert status["no-file"].startswith("broken")
+    assert table.set_index("model").loc["b-shipped", "accuracy"] == pytest.approx(0.61)
+    text = " ".join(m.value for m in app.markdown)
+    for needed in ("CC BY-NC-SA 4.0", "CC BY-NC-ND 4.0", "Livingstone", "Dupuis",
+                   "Non-commercial use only"):  # fmt: skip
+        assert needed in text
+    assert "python -m ser train --data DATA --name b-shipped" in [c.value for c in app.code]
+    specs = [chart.proto.spec for chart in plotly_charts(app)]
+    assert any("Confusion matrix" in spec for spec in specs)

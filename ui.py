@@ -1,0 +1,686 @@
+"""The Streamlit side of the app, shared by its pages.
+
+- Models: the installed models (re-read whenever the models folder changes), each loaded once
+  per process (``st.cache_resource`` keyed by name and the files' modification times), the
+  sidebar picker, and a background warm-up of the default model.
+- Clips: uploads, recordings and the example clip become ``Clip``; each is recognised once per
+  session and model, and a bad clip becomes an error message, never an exception.
+- Results: one clip in full (headline, probabilities, waveform, spectrogram, emotion over
+  time, caveats), or many as a table with a CSV download.
+
+Nothing here judges audio or emotions: that is the ``ser`` package's job. TensorFlow is
+imported only by the model loader, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import streamlit as st
+
+from ser.audio import MAX_DURATION_S, MIN_DURATION_S, SUPPORTED_FORMATS
+from ser.errors import ModelError, SERError
+from ser.store import ModelInfo, default_model, default_models_dir, list_models
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from streamlit.delta_generator import DeltaGenerator
+    from streamlit.runtime.uploaded_file_manager import UploadedFile
+
+    from ser.predict import Recognizer, Result
+
+log = logging.getLogger("ser.app")
+
+ROOT = Path(__file__).resolve().parent
+EXAMPLE_CLIP = ROOT / "assets" / "example-speech.wav"
+UPLOAD_TYPES = [fmt.lower() for fmt in SUPPORTED_FORMATS]
+PLOT_CONFIG = {"displaylogo": False}
+
+EMOJI = {
+    "neutral": "😐",
+    "calm": "😌",
+    "happy": "😄",
+    "sad": "😢",
+    "angry": "😠",
+    "fearful": "😨",
+    "disgust": "🤢",
+    "surprised": "😲",
+}
+CORPUS_NAMES = {
+    "ravdess": "RAVDESS",
+    "tess": "TESS",
+    "savee": "SAVEE",
+    "crema-d": "CREMA-D",
+    "emodb": "EmoDB",
+    "folders": "own folders",
+}
+
+# Session-state keys. The picker's own key is dropped by Streamlit whenever a page without the
+# picker runs, so the choice is also kept under a key no widget owns.
+MODEL_WIDGET_KEY = "model"
+CHOSEN_MODEL_KEY = "chosen_model"
+
+
+_MARKDOWN_ACTIVE = re.compile(r"([\\\[\]<>$])")
+
+
+def md(text: str) -> str:
+    """``text`` for a Markdown element, with what could make links, HTML or LaTeX escaped.
+
+    File names and error messages come from the visitor: a file called
+    ``[prize](https://example.com).wav`` must show as that name, not as a link.
+    """
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", text)
+
+
+# ============================================================================ routing
+
+
+def through_app() -> None:
+    """Make sure this page runs inside ``app.py``'s navigation; call it first on every page.
+
+    Because a ``pages/`` folder exists, Streamlit runs its old folder-based navigation until
+    the first ``st.navigation`` call in the process. So when a fresh server's first request
+    is a page's own address (a bookmark of /models, say), Streamlit runs that page file by
+    itself: no wide layout, file names in the sidebar. Switch the old mode off and rerun:
+    the rerun goes through ``app.py`` and lands on the same page.
+
+    Only before ``app.py`` has ever run in the process: AppTest resets the old mode before
+    every run (its first run goes through ``app.py``), and there a rerun would only lose
+    button clicks.
+    """
+    if _warmup_started:  # set by app.py's call to start_warmup
+        return
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # moved in some later Streamlit: nothing to fix there, presumably
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+# ============================================================================ models
+
+
+def _stamp(info: ModelInfo) -> tuple[int, int]:
+    """Modification times of the model's two files: a new save means a new cache entry."""
+    try:
+        return (
+            info.keras_path.stat().st_mtime_ns,
+            info.keras_path.with_suffix(".json").stat().st_mtime_ns,
+        )
+    except OSError:
+        return (0, 0)
+
+
+def _folder_signature(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    try:
+        entries = [(p.name, p.stat()) for p in folder.iterdir() if p.suffix in (".json", ".keras")]
+    except OSError:
+        return ()
+    return tuple(sorted((name, s.st_mtime_ns, s.st_size) for name, s in entries))
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _models_in(folder: str, signature: tuple[tuple[str, int, int], ...]) -> tuple[ModelInfo, ...]:
+    del signature  # only part of the cache key: any change to the folder reads it again
+    return tuple(list_models(Path(folder)))
+
+
+def installed_models() -> tuple[ModelInfo, ...]:
+    """Every model in the models folder, usable or not; re-read when any file there changes."""
+    folder = default_models_dir()
+    return _models_in(str(folder), _folder_signature(folder))
+
+
+# Models that passed the folder checks but failed to load: (name, stamp) -> reason.
+_load_failures: dict[tuple[str, tuple[int, int]], str] = {}
+
+
+def _problem(info: ModelInfo) -> str | None:
+    return info.problem or _load_failures.get((info.name, _stamp(info)))
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _load_recognizer(name: str, folder: str, stamp: tuple[int, int]) -> Recognizer:
+    """One loaded model per name and file version, shared by every session of the process."""
+    del stamp  # only part of the cache key
+    from ser.predict import Recognizer
+
+    start = time.perf_counter()
+    recognizer = Recognizer.load(name, Path(folder))
+    # bench_app.py reads this line from the server's output.
+    print(
+        f"ser-app: model {name} ready in {time.perf_counter() - start:.2f} s "
+        f"(at {time.time():.3f})",
+        flush=True,
+    )
+    return recognizer
+
+
+def load_recognizer(info: ModelInfo) -> Recognizer:
+    """The loaded model; raises ``ModelError`` (remembered, so it is not retried every run)."""
+    stamp = _stamp(info)
+    try:
+        return _load_recognizer(info.name, str(info.keras_path.parent), stamp)
+    except ModelError as error:
+        _load_failures[(info.name, stamp)] = str(error)
+        raise
+
+
+_warmup_lock = threading.Lock()
+_warmup_started = False
+
+
+def start_warmup() -> None:
+    """Load the default model in a background thread, once per process.
+
+    The first page renders while TensorFlow imports and the model loads, and whoever
+    needs the model first waits only for what is left (``st.cache_resource`` lets one
+    caller compute a value while the others wait for it).
+    """
+    global _warmup_started
+    with _warmup_lock:
+        if _warmup_started:
+            return
+        _warmup_started = True
+    threading.Thread(target=_warm_up, name="ser-model-warmup", daemon=True).start()
+
+
+def _warm_up() -> None:
+    try:
+        info = default_model(list(installed_models()))
+        if info is not None:
+            load_recognizer(info)
+        # What the first result needs next, so it does not wait for these imports either.
+        import pandas  # noqa: F401
+        import plotly.graph_objects  # noqa: F401
+
+        from ser import plots  # noqa: F401
+    except Exception:  # the page reports load errors itself when it needs the model
+        log.exception("warming up the default model failed")
+
+
+def model_label(info: ModelInfo) -> str:
+    """Short text for the picker: name, measured accuracy, training data."""
+    figure = f"{info.accuracy:.0%} acc." if info.accuracy is not None else "not evaluated"
+    return f"{info.name} ({figure}, {corpora(info)})"
+
+
+def model_heading(info: ModelInfo) -> str:
+    """The picker's text for a usable model; name and "broken" for the others."""
+    return model_label(info) if _problem(info) is None else f"{info.name} (broken)"
+
+
+def corpora(info: ModelInfo) -> str:
+    names = info.metadata.get("trained_on", {}).get("corpora", {})
+    return ", ".join(CORPUS_NAMES.get(n, n) for n in names) or "unknown data"
+
+
+def model_description(info: ModelInfo, *, protocol: bool = False) -> str:
+    """A sentence or two on what the model is and how well it did on unseen speakers."""
+    meta = info.metadata
+    evaluation = meta.get("evaluation", {})
+    trained = meta.get("trained_on", {})
+    title = meta.get("title") or meta.get("model_type", "Model")
+    if info.accuracy is not None:
+        figures = f"{info.accuracy:.1%} accuracy"
+        if info.uar is not None:
+            figures += f", {info.uar:.1%} UAR"
+        figures += " on speakers it never heard"
+        if protocol and evaluation.get("protocol"):
+            figures += f" ({evaluation['protocol']})"
+    else:
+        figures = "Not evaluated on held-out speakers"
+    data = f"Trained on {corpora(info)}"
+    if trained.get("clips"):
+        data += f": {trained['clips']:,} clips"
+        if trained.get("speakers"):
+            data += f" from {trained['speakers']} speakers"
+    return f"**{title}.** {figures}. {data}."
+
+
+@dataclass
+class ModelChoice:
+    """The model picked in the sidebar, and the sidebar slot that shows whether it is ready."""
+
+    info: ModelInfo
+    status: DeltaGenerator
+
+    def recognizer(self) -> Recognizer:
+        """Load (or wait for) the model; if it fails to load, rerun with another one."""
+        try:
+            recognizer = load_recognizer(self.info)
+        except ModelError as error:
+            log.warning("model %s could not be loaded: %s", self.info.name, error)
+            st.session_state[CHOSEN_MODEL_KEY] = self.info.name  # the picker says what happened
+            st.rerun()
+        return recognizer
+
+    def finish_loading(self) -> None:
+        """Called at the end of a page: the page is on screen, now make sure the model is."""
+        with self.status, st.spinner(f"Loading model {self.info.name}…"):
+            self.recognizer()
+        self.status.caption(f":material/check_circle: Model **{self.info.name}** is ready.")
+
+
+def _remember_choice() -> None:
+    st.session_state[CHOSEN_MODEL_KEY] = st.session_state[MODEL_WIDGET_KEY]
+
+
+def model_picker() -> ModelChoice | None:
+    """The sidebar's model picker: usable models only, the default preselected.
+
+    Unusable models are listed under it with the reason. A chosen model that has since
+    become unusable (deleted, damaged, failed to load) is replaced by the default, with a
+    warning that says why.
+    """
+    models = installed_models()
+    usable = [m for m in models if _problem(m) is None]
+    unusable = [(m.name, _problem(m)) for m in models if _problem(m) is not None]
+    sidebar = st.sidebar
+    default = default_model(usable)
+    if default is None:
+        sidebar.error(
+            "No usable model is installed. Train one on the **Train** page, or run "
+            "`python -m ser train --data DATA_DIR --name NAME`."
+        )
+        _show_unusable(unusable)
+        return None
+    by_name = {m.name: m for m in usable}
+    chosen = st.session_state.get(CHOSEN_MODEL_KEY)
+    if chosen is not None and chosen not in by_name:
+        reason = dict(unusable).get(chosen, "it is no longer installed")
+        sidebar.warning(
+            f"Model **{chosen}** cannot be used ({md(reason or '')}); using **{default.name}**."
+        )
+        chosen = None
+    st.session_state[CHOSEN_MODEL_KEY] = st.session_state[MODEL_WIDGET_KEY] = chosen or default.name
+    name = sidebar.selectbox(
+        "Model",
+        options=list(by_name),
+        format_func=lambda n: model_label(by_name[n]),
+        key=MODEL_WIDGET_KEY,
+        on_change=_remember_choice,
+        help="Accuracy is measured on speakers the model never heard in training. "
+        "The Models page has the details.",
+    )
+    info = by_name[name]
+    sidebar.caption(model_description(info))
+    status = sidebar.empty()
+    _show_unusable(unusable)
+    return ModelChoice(info, status)
+
+
+def _show_unusable(unusable: Sequence[tuple[str, str | None]]) -> None:
+    for name, problem in unusable:
+        st.sidebar.caption(
+            f":material/block: **{name}** is broken and cannot be used: {md(problem or '')}"
+        )
+
+
+# ============================================================================ clips
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One piece of audio as received: its name, bytes and MIME type."""
+
+    name: str
+    data: bytes
+    mime: str = "audio/wav"
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha1(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one clip: a result, or the message saying why there is none."""
+
+    clip: Clip
+    model: str
+    result: Result | None = None
+    error: str | None = None
+
+
+_MIME = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
+
+
+def clips_from_uploads(files: Sequence[UploadedFile] | UploadedFile | None) -> list[Clip]:
+    if files is None:
+        return []
+    if not isinstance(files, Sequence):
+        files = [files]
+    return [
+        Clip(f.name, f.getvalue(), _MIME.get(Path(f.name).suffix.lower().lstrip("."), f.type))
+        for f in files
+    ]
+
+
+def clips_from_recording(recording: UploadedFile | None) -> list[Clip]:
+    if recording is None:
+        return []
+    return [Clip("recording.wav", recording.getvalue(), "audio/wav")]
+
+
+def example_clips() -> list[Clip]:
+    return [Clip(EXAMPLE_CLIP.name, EXAMPLE_CLIP.read_bytes(), "audio/wav")]
+
+
+def upload_help() -> str:
+    limit_mb = st.get_option("server.maxUploadSize")
+    return (
+        f"{', '.join(SUPPORTED_FORMATS)}; {MIN_DURATION_S:g} s to {MAX_DURATION_S / 60:g} min "
+        f"and up to {limit_mb} MB each. Several files give a table you can download."
+    )
+
+
+def _recognise_one(recognizer: Recognizer, clip: Clip) -> Outcome:
+    model = recognizer.info.name
+    try:
+        return Outcome(clip, model, result=recognizer.recognise(clip.data, name=clip.name))
+    except SERError as error:
+        return Outcome(clip, model, error=str(error))
+    except Exception as error:  # a bug; one clip still must not take the page down
+        log.exception("recognising %s failed", clip.name)
+        return Outcome(
+            clip, model,
+            error=f"'{clip.name}' could not be processed because of an unexpected error "
+            f"({type(error).__name__}). Try converting it to WAV.",
+        )  # fmt: skip
+
+
+def recognise(recognizer: Recognizer, clips: Sequence[Clip], *, key: str) -> list[Outcome]:
+    """Each clip's outcome, computed once per session, clip content and model version."""
+    memo_key = f"_outcomes_{key}"
+    previous: dict[tuple[Any, ...], Outcome] = st.session_state.get(memo_key, {})
+    model_id = (recognizer.info.name, _stamp(recognizer.info))
+    current: dict[tuple[Any, ...], Outcome] = {}
+    outcomes = []
+    for clip in clips:
+        k = (model_id, clip.name, clip.digest)
+        outcome = current.get(k) or previous.get(k) or _recognise_one(recognizer, clip)
+        current[k] = outcome
+        outcomes.append(outcome)
+    st.session_state[memo_key] = current  # only the clips on screen stay in memory
+    return outcomes
+
+
+# ============================================================================ results
+
+
+def headline(result: Result) -> str:
+    """E.g. "😄 Happy — 72%"."""
+    p = result.prediction
+    return f"{EMOJI.get(p.emotion, '🗣️')} {p.emotion.capitalize()} — {p.confidence:.0%}"
+
+
+def show_clips(clips: Sequence[Clip], choice: ModelChoice | None, *, key: str) -> None:
+    """Recognise the clips and show them: one in full, several as a table plus one in full."""
+    if not clips:
+        return
+    if choice is None:
+        st.info("Install or train a model to recognise clips (see the sidebar).")
+        return
+    with st.spinner(f"Loading model {choice.info.name} (once per server start)…"):
+        recognizer = choice.recognizer()
+    with st.spinner(f"Listening to {len(clips)} clip{'s' if len(clips) > 1 else ''}…"):
+        outcomes = recognise(recognizer, clips, key=key)
+    if len(outcomes) == 1:
+        show_outcome(outcomes[0], key=key)
+        return
+    show_table(outcomes, recognizer.labels, key=key)
+    good = [i for i, o in enumerate(outcomes) if o.result is not None]
+    if not good:
+        return
+    st.divider()
+    picked = st.selectbox(
+        "Show the details of",
+        options=good,
+        format_func=lambda i: f"{outcomes[i].clip.name}: {headline(outcomes[i].result)}",
+        key=f"{key}-detail",
+    )
+    show_outcome(outcomes[picked], key=f"{key}-detail")
+
+
+def show_outcome(outcome: Outcome, *, key: str) -> None:
+    """One clip in full, or its error message."""
+    if outcome.result is None:
+        st.error(md(outcome.error or ""), icon=":material/error:")
+        return
+    result = outcome.result
+    audio = result.audio
+    left, right = st.columns([2, 3], gap="large")
+    with left:
+        st.subheader(headline(result), anchor=False)
+        st.caption(
+            f"Most likely emotion in **{md(outcome.clip.name)}** ({audio.duration_s:.1f} s), "
+            f"according to model **{outcome.model}**."
+        )
+        st.audio(outcome.clip.data, format=outcome.clip.mime)
+        for caveat in result.caveats:
+            st.warning(md(caveat), icon=":material/warning:")
+    with right:
+        from ser import plots
+
+        st.plotly_chart(
+            plots.probability_bars(result.prediction.as_dict()),
+            key=f"{key}-probabilities",
+            config=PLOT_CONFIG,
+        )
+    _show_views(result, key=key)
+
+
+def _show_views(result: Result, *, key: str) -> None:
+    """Emotion over time (long clips), waveform and spectrogram, one tab at a time.
+
+    Only the open tab is computed and sent: a spectrogram is the heaviest thing on the page.
+    """
+    from ser import plots
+
+    audio, timeline = result.audio, result.timeline
+    names = ["Waveform", "Spectrogram"]
+    if timeline is not None:
+        names.insert(0, "Emotion over time")
+    tabs = st.tabs(names, key=f"{key}-views", on_change="rerun")
+    for name, tab in zip(names, tabs, strict=True):
+        if tab.open is False:
+            continue
+        with tab:
+            if name == "Emotion over time" and timeline is not None:
+                figure = plots.emotion_over_time(
+                    timeline.start_s, timeline.probabilities, timeline.labels,
+                    window_s=timeline.window_s,
+                )  # fmt: skip
+            elif name == "Waveform":
+                figure = plots.waveform(audio.samples, sample_rate_hz=audio.sample_rate_hz)
+            else:
+                figure = plots.spectrogram(audio.samples, sample_rate_hz=audio.sample_rate_hz)
+            st.plotly_chart(figure, key=f"{key}-{name}", config=PLOT_CONFIG)
+            if name == "Emotion over time" and timeline is not None:
+                st.caption(
+                    f"The clip is longer than the clips the model learnt from, so it is judged "
+                    f"in {timeline.window_s:g} s windows; the headline averages them."
+                )
+
+
+def outcomes_table(outcomes: Sequence[Outcome], labels: Sequence[str]) -> pd.DataFrame:
+    """One row per clip: file, emotion, confidence, error, each emotion's probability, caveats."""
+    import pandas as pd
+
+    rows = []
+    for o in outcomes:
+        row: dict[str, Any] = {"file": o.clip.name, "emotion": None, "confidence": None}
+        row["error"] = o.error or ""
+        row |= dict.fromkeys(labels)
+        if o.result is not None:
+            p = o.result.prediction
+            row |= {"emotion": p.emotion, "confidence": round(p.confidence, 4)}
+            row |= {k: round(v, 4) for k, v in p.as_dict().items()}
+        row["caveats"] = "; ".join(o.result.caveats) if o.result is not None else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def show_table(outcomes: Sequence[Outcome], labels: Sequence[str], *, key: str) -> None:
+    failed = sum(o.result is None for o in outcomes)
+    summary = f"**{len(outcomes)} clips**: {len(outcomes) - failed} recognised"
+    if failed:
+        summary += f", {failed} could not be used (see the *error* column)"
+    st.markdown(summary + f". Model **{outcomes[0].model}**.")
+    table = outcomes_table(outcomes, labels)
+    percent = {k: st.column_config.NumberColumn(k, format="percent") for k in labels}
+    st.dataframe(
+        table,
+        hide_index=True,
+        key=f"{key}-table",
+        column_config={
+            "confidence": st.column_config.ProgressColumn(
+                "confidence", format="percent", min_value=0.0, max_value=1.0
+            ),
+            **percent,
+            "error": st.column_config.TextColumn("error", width="large"),
+        },
+    )
+    st.download_button(
+        "Download as CSV",
+        data=table.to_csv(index=False).encode("utf-8"),
+        file_name="emotions.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        on_click="ignore",
+        key=f"{key}-csv",
+    )
+
+
+# ============================================================================ models page
+
+
+def models_overview(models: Sequence[ModelInfo]) -> pd.DataFrame:
+    import pandas as pd
+
+    default = default_model([m for m in models if _problem(m) is None])
+    rows = []
+    for m in models:
+        problem = _problem(m)
+        trained = m.metadata.get("trained_on", {})
+        rows.append({
+            "model": m.name,
+            "status": f"broken: {problem}" if problem else ("default" if m is default else "ok"),
+            "type": m.metadata.get("title", m.metadata.get("model_type", "")),
+            "accuracy": m.accuracy,
+            "UAR": m.uar,
+            "evaluation": m.metadata.get("evaluation", {}).get("protocol", ""),
+            "trained on": corpora(m) if m.metadata else "",
+            "clips": trained.get("clips"),
+            "speakers": trained.get("speakers"),
+            "emotions": ", ".join(m.labels),
+            "created (UTC)": m.metadata.get("created_utc", ""),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def show_models_overview(models: Sequence[ModelInfo]) -> None:
+    st.dataframe(
+        models_overview(models),
+        hide_index=True,
+        key="models-table",
+        column_config={
+            "accuracy": st.column_config.NumberColumn("accuracy", format="percent"),
+            "UAR": st.column_config.NumberColumn("UAR", format="percent"),
+        },
+    )
+
+
+def show_model_details(info: ModelInfo) -> None:
+    """Figures, training data, the command that reproduces it, folds and confusion matrix."""
+    if _problem(info) is not None:
+        st.error(f"This model cannot be used: {md(_problem(info) or '')}")
+        if not info.metadata:
+            return
+    meta = info.metadata
+    evaluation = meta.get("evaluation", {})
+    st.markdown(model_description(info, protocol=True))
+    cols = st.columns(4)
+    cols[0].metric("Accuracy", f"{info.accuracy:.1%}" if info.accuracy is not None else "–")
+    cols[1].metric("UAR", f"{info.uar:.1%}" if info.uar is not None else "–",
+                   help="Unweighted average recall: the mean of each emotion's recall, so "
+                   "rare emotions count as much as common ones.")  # fmt: skip
+    cols[2].metric("Clips", f"{meta.get('trained_on', {}).get('clips', 0):,}")
+    cols[3].metric("Emotions", len(info.labels))
+    if meta.get("command"):
+        st.markdown("Reproduce it with:")
+        st.code(meta["command"], language="bash", wrap_lines=True)
+    folds = evaluation.get("folds")
+    confusion = evaluation.get("confusion")
+    if folds:
+        left, right = st.columns([1, 2], gap="large")
+    else:
+        right, left = st.columns([2, 1], gap="large")
+    if folds:
+        import pandas as pd
+
+        with left:
+            st.markdown("**Per fold** (each fold tests on speakers left out of training)")
+            table = pd.DataFrame(folds)
+            table.insert(0, "fold", range(1, len(folds) + 1))
+            st.dataframe(
+                table, hide_index=True, key=f"folds-{info.name}",
+                column_config={
+                    "accuracy": st.column_config.NumberColumn("accuracy", format="percent"),
+                    "uar": st.column_config.NumberColumn("UAR", format="percent"),
+                },
+            )  # fmt: skip
+    if confusion:
+        import numpy as np
+
+        from ser import plots
+
+        with right:
+            st.plotly_chart(
+                plots.confusion_matrix(np.asarray(confusion), evaluation.get("labels", info.labels)),
+                key=f"confusion-{info.name}", config=PLOT_CONFIG,
+            )  # fmt: skip
+    with st.expander("Training settings and metadata"):
+        st.json({k: v for k, v in meta.items() if k not in ("evaluation",)}, expanded=False)
+
+
+CREDITS = """
+### Data and licences
+
+The models are trained on acted emotional speech:
+
+- **RAVDESS**: Livingstone, S. R., & Russo, F. A. (2018). *The Ryerson Audio-Visual Database
+  of Emotional Speech and Song (RAVDESS)*. PLoS ONE 13(5): e0196391.
+  [doi:10.1371/journal.pone.0196391](https://doi.org/10.1371/journal.pone.0196391).
+  Licence: [CC BY-NC-SA 4.0](https://creativecommons.org/licenses/by-nc-sa/4.0/).
+- **TESS**: Dupuis, K., & Pichora-Fuller, M. K. (2010). *Toronto Emotional Speech Set
+  (TESS)*. University of Toronto. [doi:10.5683/SP2/E8H2MF](https://doi.org/10.5683/SP2/E8H2MF).
+  Licence: [CC BY-NC-ND 4.0](https://creativecommons.org/licenses/by-nc-nd/4.0/).
+
+**Non-commercial use only.** Both licences forbid commercial use, and models trained on
+these recordings inherit that restriction: use the app and its models for research,
+teaching and personal experiments, not in a product or service you sell. A model trained
+on other recordings (the Train page reads SAVEE, CREMA-D, EmoDB and your own folders too)
+carries the licence terms of those recordings.
+"""
+
+ABOUT = """
+The app guesses the emotion in a short clip of speech: it computes MFCC features from the
+audio and passes them to a neural network trained on actors speaking with a given emotion.
+Each model's accuracy is measured on **speakers it never heard** during training, which is
+what you can expect on a new voice, at best: real, spontaneous speech is subtler than acted
+speech, and background noise, other languages and very short clips all make it worse.
+Treat a result as a hint, not a verdict, and never use it to make decisions about people.
+"""
