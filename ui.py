@@ -386,8 +386,21 @@ def upload_help() -> str:
     )
 
 
+def _too_large(clip: Clip) -> str | None:
+    """Checked in code too: the server's limit does not guard every way in (tests, proxies)."""
+    limit_mb = st.get_option("server.maxUploadSize")
+    if len(clip.data) <= limit_mb * 1024 * 1024:
+        return None
+    return (
+        f"'{clip.name}' is {len(clip.data) / 1024 / 1024:.1f} MB; the upload limit is "
+        f"{limit_mb} MB. Trim it or save it as FLAC or MP3 and try again."
+    )
+
+
 def _recognise_one(recognizer: Recognizer, clip: Clip) -> Outcome:
     model = recognizer.info.name
+    if (too_large := _too_large(clip)) is not None:
+        return Outcome(clip, model, error=too_large)
     try:
         return Outcome(clip, model, result=recognizer.recognise(clip.data, name=clip.name))
     except SERError as error:

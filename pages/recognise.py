@@ -27,6 +27,7 @@ with upload_tab:
         help=ui.upload_help(),
         key="uploads",
     )
+    st.caption(ui.upload_help())  # stays visible when the uploader refuses a file
     ui.show_clips(ui.clips_from_uploads(uploads), model, key="upload")
 
 with record_tab:

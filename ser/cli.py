@@ -94,17 +94,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = _options(args)
     data = train.prepare(args.data, options, progress=_progress_bar)
     _print_scan(data.report)
+    if args.keep_holdout_model and args.folds:
+        raise SERError("--keep-holdout-model goes with the single hold-out, not with --folds.")
+    held = None
     if args.folds:
         evaluation = train.cross_validate(data, options, n_folds=args.folds, progress=_progress_bar).to_dict()
     else:
         held = train.train_holdout(data, options, progress=_progress_bar)
-        evaluation = {"protocol": held.protocol, "mean_accuracy": round(held.scores.accuracy, 4),
-                      "mean_uar": round(held.scores.uar, 4), **held.scores.to_dict()}
+        evaluation = train.holdout_evaluation(held)
     print(f"speaker-independent: accuracy {evaluation['mean_accuracy']:.1%}, UAR {evaluation['mean_uar']:.1%}"
           f" ({evaluation['protocol']})", file=sys.stderr)
-    model, _ = train.fit(data, np.arange(len(data.clips)), options, progress=_progress_bar, stage="final model")
+    if held is not None and args.keep_holdout_model:  # the very model the figures describe
+        model, train_index = held.model, held.train_index
+    else:
+        train_index = np.arange(len(data.clips))
+        model, _ = train.fit(data, train_index, options, progress=_progress_bar, stage="final model")
     command = "python -m ser " + shlex.join(_without_models_dir(args.argv or sys.argv[1:]))
-    meta = train.metadata(data, options, evaluation=evaluation, command=command, shipped=args.shipped)
+    meta = train.metadata(data, options, evaluation=evaluation, command=command,
+                          shipped=args.shipped, train_index=train_index)
     info = save_model(model, meta, name=args.name, models_dir=args.models_dir, overwrite=args.overwrite)
     print(f"saved {info.keras_path}", file=sys.stderr)
     return 0
@@ -193,6 +200,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--folds", type=int, default=0, help="cross-validate with N folds first (6: RAVDESS protocol)")
     t.add_argument("--shipped", action="store_true", help=argparse.SUPPRESS)
     t.add_argument("--overwrite", action="store_true")
+    t.add_argument("--keep-holdout-model", action="store_true",
+                   help="save the model the hold-out figures describe instead of retraining on all clips")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="speaker-independent cross-validation")

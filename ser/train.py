@@ -610,6 +610,7 @@ class HoldoutResult:
     scores: Scores
     history: dict[str, list[float]]
     protocol: str
+    train_index: np.ndarray  # the clips the model learnt from
 
 
 def train_holdout(
@@ -628,7 +629,17 @@ def train_holdout(
         if options.validation is Validation.RANDOM
         else f"held-out speakers: {', '.join(sorted(held_out))}"
     )
-    return HoldoutResult(model, score(model, data, test_index), history, protocol)
+    return HoldoutResult(model, score(model, data, test_index), history, protocol, train_index)
+
+
+def holdout_evaluation(held: HoldoutResult) -> dict[str, Any]:
+    """A hold-out's figures in the shape cross-validation reports them (one 'fold')."""
+    return {
+        "protocol": held.protocol,
+        "mean_accuracy": round(held.scores.accuracy, 4),
+        "mean_uar": round(held.scores.uar, 4),
+        **held.scores.to_dict(),
+    }
 
 
 def metadata(
@@ -638,11 +649,21 @@ def metadata(
     evaluation: dict[str, Any] | None,
     command: str,
     shipped: bool = False,
+    train_index: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """What a saved model carries: labels, features, data, figures, and how to redo them."""
+    """What a saved model carries: labels, features, data, figures, and how to redo them.
+
+    ``train_index`` names the clips the network learnt from, when not all of them.
+    """
     import keras
     import librosa
 
+    index = np.arange(len(data.clips)) if train_index is None else np.asarray(train_index)
+    clips = [data.clips[i] for i in index]
+    targets = data.targets[index]
+    corpora: dict[str, int] = {}
+    for clip in clips:
+        corpora[clip.corpus.value] = corpora.get(clip.corpus.value, 0) + 1
     return {
         "model_type": options.model_type.value,
         "title": options.model_type.title,
@@ -650,10 +671,10 @@ def metadata(
         "features": options.features.to_dict(),
         "training": options.to_dict(),
         "trained_on": {
-            "corpora": data.corpus_counts(),
-            "clips": len(data.clips),
-            "speakers": len(set(data.speakers.tolist())),
-            "emotions": {label: int((data.targets == i).sum()) for i, label in enumerate(data.labels)},
+            "corpora": corpora,
+            "clips": len(clips),
+            "speakers": len({c.speaker for c in clips}),
+            "emotions": {label: int((targets == i).sum()) for i, label in enumerate(data.labels)},
         },
         "evaluation": evaluation or {},
         "command": command,

@@ -75,8 +75,10 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path)
         options = train.TrainOptions(model_type=model_type, epochs=epochs)
         data = train.prepare([tiny_corpus], options, cache_dir=cache)
         held = train.train_holdout(data, options)  # the held-out model is the one saved
-        evaluation = {"protocol": held.protocol, "mean_accuracy": held.scores.accuracy,
-                      "mean_uar": held.scores.uar, **held.scores.to_dict()}
-        meta = train.metadata(data, options, evaluation=evaluation, command="tests", shipped=True)
+        evaluation = train.holdout_evaluation(held)
+        meta = train.metadata(
+            data, options, evaluation=evaluation, command="tests", shipped=True,
+            train_index=held.train_index,
+        )
         store.save_model(held.model, meta, name=name, models_dir=folder)
     return folder

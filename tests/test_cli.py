@@ -85,3 +85,15 @@ def test_predict_with_the_shipped_default_model_in_a_subprocess(clips: list[Path
                          capture_output=True, text=True, timeout=120, check=True).stdout
     line = json.loads(out.splitlines()[0])
     assert line["emotion"] in line["probabilities"]
+
+
+def test_keep_holdout_model_saves_the_evaluated_model(tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
+    models = tmp_path / "models"
+    args = ["--models-dir", str(models), "train", "--data", str(tiny_corpus), "--name", "held",
+            "--epochs", "5", "--keep-holdout-model"]
+    assert cli.main(args) == 0
+    meta = store.find_model("held", models).metadata
+    held_out = sum(meta["evaluation"]["confusion"], [])
+    assert meta["trained_on"]["clips"] == 96 - sum(held_out)  # only the training side
+    assert meta["trained_on"]["speakers"] == 6
