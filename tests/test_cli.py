@@ -94,6 +94,6 @@ def test_keep_holdout_model_saves_the_evaluated_model(tiny_corpus: Path, tmp_pat
             "--epochs", "5", "--keep-holdout-model"]
     assert cli.main(args) == 0
     meta = store.find_model("held", models).metadata
-    held_out = sum(meta["evaluation"]["confusion"], [])
-    assert meta["trained_on"]["clips"] == 96 - sum(held_out)  # only the training side
+    held_out = sum(sum(row) for row in meta["evaluation"]["confusion"])
+    assert meta["trained_on"]["clips"] == 96 - held_out  # only the training side
     assert meta["trained_on"]["speakers"] == 6
