@@ -57,13 +57,13 @@ class Recipe:
 # Settings chosen by speaker-independent measurement (RAVDESS 6-fold by actor); see README.
 RECIPES: dict[ModelType, Recipe] = {
     ModelType.MFCC_LSTM: Recipe(
-        features=FeatureConfig(kind=FeatureKind.MEAN_MFCC),
+        features=FeatureConfig(kind=FeatureKind.MEAN_MFCC, trim_db=30.0),
         epochs=80,
         batch_size=32,
         learning_rate=1e-3,
     ),
     ModelType.MFCC_CNN: Recipe(
-        features=FeatureConfig(kind=FeatureKind.MFCC_FRAMES),
+        features=FeatureConfig(kind=FeatureKind.MFCC_FRAMES, trim_db=30.0),
         epochs=45,
         batch_size=32,
         learning_rate=1e-3,
