@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,16 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path)
         )
         store.save_model(held.model, meta, name=name, models_dir=folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def app_url() -> Iterator[str]:
+    """The real app with the shipped models, served on a free port (browser tests)."""
+    from ser.store import default_model, list_models
+    from tests import browser
+
+    browser.require_chromium()
+    if default_model(list_models()) is None:
+        pytest.skip("no usable model in models/: train one first (see README)")
+    with browser.streamlit_server("app.py") as url:
+        yield url

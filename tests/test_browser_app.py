@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from ser.store import default_model, list_models
 from tests import browser, signals
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -30,15 +29,6 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
     signals.write_audio(folder / "mic.wav", mic, sample_rate_hz=48_000, subtype="PCM_16")
     (folder / "notes.wav").write_text("this is not audio\n")
     return folder
-
-
-@pytest.fixture(scope="module")
-def app_url() -> Iterator[str]:
-    browser.require_chromium()
-    if default_model(list_models()) is None:
-        pytest.skip("no usable model in models/: train one first (see README)")
-    with browser.streamlit_server("app.py") as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,11 @@ import asyncio
 import http.client
 import importlib.util
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from ser.store import default_model, list_models
 from tests import browser, signals
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -33,15 +31,6 @@ def _load_sessions_module():  # noqa: ANN202
     sys.modules["load_sessions"] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="module")
-def app_url() -> Iterator[str]:
-    browser.require_chromium()
-    if default_model(list_models()) is None:
-        pytest.skip("no usable model in models/: train one first (see README)")
-    with browser.streamlit_server("app.py") as url:
-        yield url
 
 
 def test_eight_sessions_at_once_each_see_their_own_result(
