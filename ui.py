@@ -316,9 +316,24 @@ def model_picker() -> ModelChoice | None:
     )
     info = by_name[name]
     sidebar.caption(model_description(info))
+    _show_recall(info)
     status = sidebar.empty()
     _show_unusable(unusable)
     return ModelChoice(info, status)
+
+
+def _show_recall(info: ModelInfo) -> None:
+    """Which emotions the model gets right on unseen speakers (also loads the chart code
+    in the browser before the first result needs it)."""
+    evaluation = info.metadata.get("evaluation", {})
+    confusion, labels = evaluation.get("confusion"), evaluation.get("labels")
+    if confusion and labels and len(confusion) == len(labels):
+        import numpy as np
+
+        from ser import plots
+
+        figure = plots.recall_bars(np.asarray(confusion), labels)
+        st.sidebar.plotly_chart(figure, config=PLOT_CONFIG, key="model_recall")
 
 
 def _show_unusable(unusable: Sequence[tuple[str, str | None]]) -> None:

@@ -44,6 +44,18 @@ def probability_bars(probabilities: Mapping[str, float]) -> go.Figure:
     return _layout(fig, title="Probability of each emotion", height=60 + 32 * len(labels))
 
 
+def recall_bars(confusion: np.ndarray, labels: Sequence[str]) -> go.Figure:
+    """A compact chart of the share of each emotion's held-out clips the model recognised."""
+    recall = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
+    fig = go.Figure(go.Bar(
+        x=recall, y=list(labels), orientation="h", marker_color=[_colour(k) for k in labels],
+        text=[f"{r:.0%}" for r in recall], textposition="outside",
+    ))
+    fig.update_xaxes(range=[0, 1.2], tickformat=".0%", showticklabels=False)
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, title="Recognised on unseen speakers", height=50 + 22 * len(labels))
+
+
 def waveform(samples: np.ndarray, *, sample_rate_hz: int) -> go.Figure:
     """The waveform as a min/max envelope, so long clips stay light."""
     step = max(1, len(samples) // _MAX_POINTS)

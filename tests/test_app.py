@@ -113,7 +113,8 @@ def captions(at: AppTest) -> list[str]:
 
 
 def plotly_charts(at: AppTest) -> list:
-    return list(at.get("plotly_chart"))
+    """The charts of the page itself (the sidebar has the model's recall chart)."""
+    return list(at.main.get("plotly_chart"))
 
 
 # ---------------------------------------------------------------------------- the page
@@ -152,6 +153,8 @@ def test_uploading_a_clip_shows_the_emotion_and_charts(app: AppTest) -> None:
     )
     figures = [chart.proto.spec for chart in plotly_charts(app)]
     assert len(figures) == 2  # probabilities, and the open tab's waveform
+    [recall] = [chart.proto.spec for chart in app.sidebar.get("plotly_chart")]
+    assert "Recognised on unseen speakers" in recall
     assert all(label in figures[0] for label in LABELS)
     assert "Waveform" in figures[1]
     assert '"time (s)"' in figures[1]
