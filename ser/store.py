@@ -13,7 +13,9 @@ import json
 import os
 import re
 import secrets
+import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,6 +124,8 @@ def list_models(models_dir: Path | None = None) -> list[ModelInfo]:
     folder = models_dir or default_models_dir()
     if not folder.is_dir():
         return []
+    with contextlib.suppress(OSError):  # a read-only folder simply lists as it is
+        _recover(folder)
     return [_read_info(p) for p in sorted(folder.glob("*.json")) if not p.name.startswith(".")]
 
 
@@ -192,6 +196,50 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def _backups(folder: Path, name: str) -> tuple[Path, Path]:
+    """Where an overwritten pair waits, hidden, until its replacement is in place."""
+    return folder / f".{name}.prev.keras", folder / f".{name}.prev.json"
+
+
+@contextlib.contextmanager
+def _save_lock(folder: Path, *, wait: bool = True) -> Iterator[bool]:
+    """An exclusive lock on the models folder's saves; the system drops it when its holder dies.
+
+    Yields whether it was acquired (always, when ``wait``). Without ``fcntl`` (Windows)
+    there is no lock and no crash recovery, only the atomic JSON commit.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield wait
+        return
+    with (folder / ".lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+def _recover(folder: Path) -> None:
+    """Finish or undo overwrites that a killed process left halfway."""
+    for backup_json in folder.glob(".*.prev.json"):
+        name = backup_json.name[1 : -len(".prev.json")]
+        backup_keras, _ = _backups(folder, name)
+        with contextlib.suppress(OSError), _save_lock(folder, wait=False) as idle:
+            if not idle:  # a save is under way right now: not a crash
+                continue
+            if (folder / f"{name}.json").exists():  # the new pair made it: drop the old one
+                backup_keras.unlink(missing_ok=True)
+                backup_json.unlink()
+            elif backup_keras.exists():  # killed midway: put the old pair back
+                os.replace(backup_keras, folder / f"{name}.keras")
+                os.replace(backup_json, folder / f"{name}.json")
+                # rename() between two links of one file does nothing: drop the spare link
+                backup_keras.unlink(missing_ok=True)
+
+
 def save_model(
     model: keras.Model,
     metadata: dict[str, Any],
@@ -200,7 +248,8 @@ def save_model(
     models_dir: Path | None = None,
     overwrite: bool = False,
 ) -> ModelInfo:
-    """Write ``NAME.keras`` then ``NAME.json``; a failure midway leaves nothing visible."""
+    """Write ``NAME.keras`` then ``NAME.json``; a failure or kill midway leaves every
+    model that was there before loadable, and no half-written one visible."""
     folder = models_dir or default_models_dir()
     json_path = folder / f"{validate_name(name)}.json"
     keras_path = json_path.with_suffix(".keras")
@@ -212,21 +261,34 @@ def save_model(
             raise ModelError(f"A model named '{name}' already exists; choose another name.")
     # Hidden until renamed; unique, so two saves at once never share a temporary file.
     tmp_keras = folder / f".tmp-{name}-{os.getpid()}-{secrets.token_hex(4)}.keras"
+    backup_keras, backup_json = _backups(folder, name)
     renamed = False
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        model.save(tmp_keras)
-        metadata = {**metadata, "format": METADATA_FORMAT, "name": name, "sha256": _sha256(tmp_keras)}
-        json_path.unlink(missing_ok=True)  # the old pair disappears before it is replaced
-        os.replace(tmp_keras, keras_path)
-        renamed = True
-        _atomic_write_text(json_path, json.dumps(metadata, indent=2) + "\n")
+        with _save_lock(folder):
+            model.save(tmp_keras)
+            metadata = {**metadata, "format": METADATA_FORMAT, "name": name, "sha256": _sha256(tmp_keras)}
+            if json_path.exists():  # overwriting: the old pair stays, hidden, until the new is in
+                for source, backup in ((keras_path, backup_keras), (json_path, backup_json)):
+                    backup.unlink(missing_ok=True)
+                    try:
+                        os.link(source, backup)  # instant, and no second copy on disk
+                    except OSError:
+                        shutil.copy2(source, backup)
+            json_path.unlink(missing_ok=True)  # the old pair disappears before it is replaced
+            os.replace(tmp_keras, keras_path)
+            renamed = True
+            _atomic_write_text(json_path, json.dumps(metadata, indent=2) + "\n")
     except OSError as error:
         if renamed:  # the metadata could not be written: leave no network without it
             with contextlib.suppress(OSError):
                 keras_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            _recover(folder)  # an overwritten model comes back
         raise ModelError(f"Could not save model '{name}' in {folder}: {error.strerror or error}") from error
     finally:
         with contextlib.suppress(OSError):  # e.g. the folder could not be made at all
             tmp_keras.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        _recover(folder)  # the new pair is in: drop the old one
     return _read_info(json_path)

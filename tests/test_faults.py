@@ -333,7 +333,7 @@ def test_killed_while_saving(
     else:
         assert after == before
     hidden = sorted(p.name for p in models.iterdir() if p.name.startswith("."))
-    assert all(name.startswith((".tmp-new-", ".new.json.")) for name in hidden), hidden
+    assert all(name.startswith((".tmp-new-", ".new.json.", ".lock")) for name in hidden), hidden
     # The name is free again: the next save of "new" works and is listed.
     info = store.find_model("tiny-classic", models)
     saved = store.save_model(store.load_keras(info), {**info.metadata, "shipped": False},
@@ -417,4 +417,51 @@ def test_a_really_full_disk_is_reported_as_such(tmp_path: Path, model_and_meta: 
             store.save_model(model, meta, name="new", models_dir=folder)
 
         assert str(caught.value) == f"Could not save model 'new' in {folder}: No space left on device"
-        assert list(folder.iterdir()) == []
+        assert [p.name for p in folder.iterdir()] in ([], [".lock"])  # the empty save lock only
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["save-after-temp", "save-before-json"])
+def test_killed_while_overwriting_brings_the_old_model_back(
+    point: str, models: Path, tiny_corpus: Path, feature_cache: Path, tmp_path: Path
+) -> None:
+    # A user's own model, which the run below overwrites (shipped models never are).
+    info = store.find_model("tiny-classic", models)
+    mine = {**info.metadata, "shipped": False}
+    store.save_model(store.load_keras(info), mine, name="mine", models_dir=models)
+    before = _visible_files(models)
+    args = ["--models-dir", str(models), "train", "--data", str(tiny_corpus), "--name", "mine",
+            "--epochs", "1", "--overwrite"]  # fmt: skip
+
+    _run_driver(point, args, feature_cache, tmp_path)
+
+    # Listing finishes the interrupted overwrite by putting the old pair back, byte for byte.
+    assert [m.name for m in store.list_models(models)] == ["mine", *PRE_EXISTING]
+    assert _visible_files(models) == before
+    restored = store.find_model("mine", models)
+    assert restored.ok, restored.problem
+    assert store.load_keras(restored).outputs[0].shape[-1] == len(restored.labels)
+    assert not list(models.glob(".*.prev.*"))
+
+
+def test_overwriting_leaves_no_backup_behind(models: Path) -> None:
+    info = store.find_model("tiny-classic", models)
+    model = store.load_keras(info)
+    mine = {**info.metadata, "shipped": False}
+    store.save_model(model, mine, name="mine", models_dir=models)
+    store.save_model(model, {**mine, "command": "again"}, name="mine", models_dir=models, overwrite=True)
+    assert store.find_model("mine", models).metadata["command"] == "again"
+    assert not list(models.glob(".*.prev.*"))
+
+
+def test_a_save_under_way_is_not_mistaken_for_a_crash(models: Path) -> None:
+    info = store.find_model("tiny-classic", models)
+    mine = {**info.metadata, "shipped": False}
+    store.save_model(store.load_keras(info), mine, name="mine", models_dir=models)
+    backup_keras, backup_json = store._backups(models, "mine")
+    (models / "mine.json").rename(backup_json)  # as between two steps of an overwrite...
+    (models / "mine.keras").rename(backup_keras)
+    with store._save_lock(models):  # ...while its saver still holds the lock
+        assert "mine" not in [m.name for m in store.list_models(models)]
+        assert backup_json.exists()
+    assert "mine" in [m.name for m in store.list_models(models)]  # now it was a crash
