@@ -203,23 +203,26 @@ def _backups(folder: Path, name: str) -> tuple[Path, Path]:
 
 @contextlib.contextmanager
 def _save_lock(folder: Path, *, wait: bool = True) -> Iterator[bool]:
-    """An exclusive lock on the models folder's saves; the system drops it when its holder dies.
-
-    Yields whether it was acquired (always, when ``wait``). Without ``fcntl`` (Windows)
-    there is no lock and no crash recovery, only the atomic JSON commit.
+    """An exclusive lock on the models folder itself (no lock file to litter it); the
+    system drops it when its holder dies. Yields whether it was acquired (always, when
+    ``wait``). Without ``fcntl`` (Windows) there is no lock and no crash recovery, only
+    the atomic JSON commit.
     """
     try:
         import fcntl
     except ImportError:
         yield wait
         return
-    with (folder / ".lock").open("a") as handle:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return
         yield True
+    finally:
+        os.close(descriptor)
 
 
 def _recover(folder: Path) -> None:
