@@ -12,6 +12,7 @@ import hashlib
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -220,12 +221,6 @@ class Prepared:
     @property
     def speakers(self) -> np.ndarray:
         return np.array([c.speaker for c in self.clips])
-
-    def corpus_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for clip in self.clips:
-            counts[clip.corpus.value] = counts.get(clip.corpus.value, 0) + 1
-        return counts
 
 
 def _relabel(clips: Sequence[LabelledClip], options: TrainOptions) -> list[tuple[LabelledClip, str]]:
@@ -661,9 +656,7 @@ def metadata(
     index = np.arange(len(data.clips)) if train_index is None else np.asarray(train_index)
     clips = [data.clips[i] for i in index]
     targets = data.targets[index]
-    corpora: dict[str, int] = {}
-    for clip in clips:
-        corpora[clip.corpus.value] = corpora.get(clip.corpus.value, 0) + 1
+    corpora = dict(Counter(clip.corpus.value for clip in clips))
     return {
         "model_type": options.model_type.value,
         "title": options.model_type.title,
