@@ -18,7 +18,7 @@ import numpy as np
 from .datasets import ScanReport
 from .errors import SERError
 from .models import ModelType
-from .train import Augmentation, Progress, TrainOptions, Validation
+from .train import Augmentation, Prepared, Progress, TrainOptions, Validation
 
 
 def _progress_bar(progress: Progress) -> None:
@@ -60,6 +60,13 @@ def _print_scan(report: ScanReport) -> None:
         print(f"  {corpus.value}: {count} clips", file=sys.stderr)
 
 
+def _print_prepared(data: Prepared) -> None:
+    """What was found, and the clips that could not be read and were left out."""
+    _print_scan(data.report)
+    for path, reason in data.dropped:
+        print(f"  left out {path}: {reason}", file=sys.stderr)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import Recognizer
 
@@ -93,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     validate_name(args.name)
     options = _options(args)
     data = train.prepare(args.data, options, progress=_progress_bar)
-    _print_scan(data.report)
+    _print_prepared(data)
     if args.keep_holdout_model and args.folds:
         raise SERError("--keep-holdout-model goes with the single hold-out, not with --folds.")
     held = None
@@ -131,7 +138,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     options = _options(args)
     data = train.prepare(args.data, options, progress=_progress_bar)
-    _print_scan(data.report)
+    _print_prepared(data)
     evaluation = train.cross_validate(data, options, n_folds=args.folds, progress=_progress_bar)
     result = evaluation.to_dict()
     if args.json:

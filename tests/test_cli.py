@@ -97,3 +97,18 @@ def test_keep_holdout_model_saves_the_evaluated_model(tiny_corpus: Path, tmp_pat
     held_out = sum(sum(row) for row in meta["evaluation"]["confusion"])
     assert meta["trained_on"]["clips"] == 96 - held_out  # only the training side
     assert meta["trained_on"]["speakers"] == 6
+
+
+def test_train_says_which_clips_were_left_out(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    silent = corpus / "Actor_01" / "03-01-01-01-01-01-01.wav"
+    write_audio(silent, speech_like(duration_s=1.2, sample_rate_hz=16_000) * 0, sample_rate_hz=16_000)
+    monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["--models-dir", str(tmp_path / "models"), "evaluate", "--data", str(corpus), "--epochs", "1", "--json"]
+    assert cli.main(args) == 0
+    assert f"left out {silent}: '{silent.name}' is silent" in capsys.readouterr().err
