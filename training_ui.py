@@ -59,6 +59,7 @@ LAYOUT_NAMES = {
 MODEL_CAPTIONS = {  # by ModelType value
     "mfcc_lstm": "Fast. An LSTM on one 40-number summary (mean MFCC) of each clip.",
     "mfcc_cnn": "Slower, usually more accurate. A 1-D CNN over the MFCC frames of each clip.",
+    "logmel_cnn": "Slowest to train, most accurate. A 2-D CNN over the log-mel spectrogram of each clip.",
 }
 AUGMENT_LABELS = {
     Augmentation.NOISE: "Add background noise",

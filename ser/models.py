@@ -23,7 +23,8 @@ class ModelType(str, Enum):
     """The closed set of networks this package can train."""
 
     MFCC_LSTM = "mfcc_lstm"  # the card's classic model: LSTM on the 40-dim mean MFCC
-    MFCC_CNN = "mfcc_cnn"  # the stronger model: 1-D CNN over MFCC frames, mean+max pooling
+    MFCC_CNN = "mfcc_cnn"  # 1-D CNN over MFCC frames, mean+max pooling
+    LOGMEL_CNN = "logmel_cnn"  # the strongest: 2-D CNN over the log-mel spectrogram
 
     @property
     def title(self) -> str:
@@ -32,7 +33,8 @@ class ModelType(str, Enum):
 
 _TITLES = {
     ModelType.MFCC_LSTM: "Classic LSTM on mean MFCC",
-    ModelType.MFCC_CNN: "CNN on MFCC frames (stronger)",
+    ModelType.MFCC_CNN: "CNN on MFCC frames",
+    ModelType.LOGMEL_CNN: "2-D CNN on log-mel spectrogram (strongest)",
 }
 
 
@@ -71,6 +73,16 @@ RECIPES: dict[ModelType, Recipe] = {
         crop_s=3.0,
         spec_augment=True,
     ),
+    # 64 mel bands keep the harmonics (pitch) that 40 MFCCs smooth away; 2-D kernels see them.
+    ModelType.LOGMEL_CNN: Recipe(
+        features=FeatureConfig(kind=FeatureKind.LOGMEL_FRAMES, n_mels=64, trim_db=30.0),
+        epochs=45,
+        batch_size=32,
+        learning_rate=1e-3,
+        class_weights=False,
+        crop_s=3.0,
+        spec_augment=True,
+    ),
 }
 
 
@@ -78,7 +90,11 @@ def build_model(
     model_type: ModelType, *, n_labels: int, train_features: np.ndarray
 ) -> keras.Model:
     """A compiled network for ``model_type``; ``train_features`` adapt its scaling."""
-    builders = {ModelType.MFCC_LSTM: _build_mfcc_lstm, ModelType.MFCC_CNN: _build_mfcc_cnn}
+    builders = {
+        ModelType.MFCC_LSTM: _build_mfcc_lstm,
+        ModelType.MFCC_CNN: _build_mfcc_cnn,
+        ModelType.LOGMEL_CNN: _build_logmel_cnn,
+    }
     model = builders[model_type](n_labels=n_labels, train_features=train_features)
     return _compile(model, learning_rate=RECIPES[model_type].learning_rate)
 
@@ -141,3 +157,27 @@ def _build_mfcc_cnn(*, n_labels: int, train_features: np.ndarray) -> keras.Model
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(n_labels, activation="softmax", name="emotion", kernel_regularizer=l2)(x)
     return keras.Model(inputs, outputs, name="mfcc_cnn")
+
+
+def _build_logmel_cnn(*, n_labels: int, train_features: np.ndarray) -> keras.Model:
+    import keras
+    from keras import layers
+
+    n_mels, dropout = train_features.shape[-1], 0.3
+    l2 = keras.regularizers.L2(1e-4)
+    inputs = keras.Input(shape=(None, n_mels), name="frames")  # any length
+    x = _scaler(train_features)(inputs)
+    x = layers.Reshape((-1, n_mels, 1))(x)  # an image: time x mel band x 1 channel
+    for filters in (16, 32, 64, 64):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=l2)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        x = layers.MaxPooling2D(2, padding="same")(x)
+        x = layers.SpatialDropout2D(dropout / 3)(x)
+    x = layers.Reshape((-1, x.shape[2] * x.shape[3]))(x)  # back to a sequence of frames
+    x = layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
+    x = layers.Dropout(dropout)(x)
+    x = layers.Dense(64, activation="relu", kernel_regularizer=l2)(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(n_labels, activation="softmax", name="emotion", kernel_regularizer=l2)(x)
+    return keras.Model(inputs, outputs, name="logmel_cnn")

@@ -61,27 +61,37 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_corpus(tmp_path_factory.mktemp("tiny_corpus"))
 
 
-@pytest.fixture(scope="session")
-def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> Path:
-    """A models folder with a classic and a CNN model trained briefly on the tiny corpus."""
+def _save_tiny_model(model_type: str, name: str, *, epochs: int, corpus: Path, folder: Path, cache: Path) -> None:
+    """Train ``model_type`` briefly on the tiny corpus and save the held-out model as ``name``."""
     from ser import store, train
     from ser.models import ModelType
 
+    options = train.TrainOptions(model_type=ModelType(model_type), epochs=epochs)
+    data = train.prepare([corpus], options, cache_dir=cache)
+    held = train.train_holdout(data, options)  # the held-out model is the one saved
+    evaluation = train.holdout_evaluation(held)
+    meta = train.metadata(
+        data, options, evaluation=evaluation, command="tests", shipped=True, train_index=held.train_index,
+    )
+    store.save_model(held.model, meta, name=name, models_dir=folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> Path:
+    """A models folder with a classic and a CNN model trained briefly on the tiny corpus."""
     folder = tmp_path_factory.mktemp("models")
     cache = tmp_path_factory.mktemp("feature_cache")
-    for model_type, name, epochs in (
-        (ModelType.MFCC_LSTM, "tiny-classic", 40),
-        (ModelType.MFCC_CNN, "tiny-cnn", 8),
-    ):
-        options = train.TrainOptions(model_type=model_type, epochs=epochs)
-        data = train.prepare([tiny_corpus], options, cache_dir=cache)
-        held = train.train_holdout(data, options)  # the held-out model is the one saved
-        evaluation = train.holdout_evaluation(held)
-        meta = train.metadata(
-            data, options, evaluation=evaluation, command="tests", shipped=True,
-            train_index=held.train_index,
-        )
-        store.save_model(held.model, meta, name=name, models_dir=folder)
+    _save_tiny_model("mfcc_lstm", "tiny-classic", epochs=40, corpus=tiny_corpus, folder=folder, cache=cache)
+    _save_tiny_model("mfcc_cnn", "tiny-cnn", epochs=8, corpus=tiny_corpus, folder=folder, cache=cache)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_logmel_dir(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> Path:
+    """A models folder holding one briefly trained 2-D log-mel CNN."""
+    folder = tmp_path_factory.mktemp("logmel_models")
+    cache = tmp_path_factory.mktemp("logmel_cache")
+    _save_tiny_model("logmel_cnn", "tiny-logmel", epochs=4, corpus=tiny_corpus, folder=folder, cache=cache)
     return folder
 
 

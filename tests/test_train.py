@@ -135,8 +135,9 @@ def test_holdout_learns_the_tiny_corpus(prepared: train.Prepared) -> None:
     assert len(result.history["val_accuracy"]) == 40
 
 
-def test_cnn_trains_on_frames(tiny_corpus: Path, tmp_path: Path) -> None:
-    options = TrainOptions(model_type=ModelType.MFCC_CNN, epochs=2)
+@pytest.mark.parametrize("model_type", [ModelType.MFCC_CNN, ModelType.LOGMEL_CNN])
+def test_cnn_trains_on_frames(model_type: ModelType, tiny_corpus: Path, tmp_path: Path) -> None:
+    options = TrainOptions(model_type=model_type, epochs=2)
     data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
     assert data.features[0].ndim == 2
     result = train.train_holdout(data, options)
