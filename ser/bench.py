@@ -53,7 +53,7 @@ def latency(model: str | None, repeats: int) -> None:
     import soundfile as sf
 
     from .predict import Recognizer
-    from .store import find_model, load_keras
+    from .store import find_model, list_models, load_keras
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "clip_48k.wav"
@@ -68,7 +68,8 @@ def latency(model: str | None, repeats: int) -> None:
 
         print(f"4 s clip at 48 kHz; model for the seed path: {classic_info.name}")
         reference = _summary("seed: librosa.load + mean MFCC + model.predict", _timed(seed_path, repeats=repeats))
-        for name in dict.fromkeys([classic_info.name, find_model(None).name]):
+        shipped = [m.name for m in list_models() if m.ok and m.shipped]
+        for name in dict.fromkeys([classic_info.name, find_model(None).name, *shipped]):
             recognizer = Recognizer.load(name)
             ours = _summary(f"ours: Recognizer.recognise ({name})", _timed(lambda r=recognizer: r.recognise(path), repeats=repeats))
             print(f"{'':<46} speed-up vs seed: {reference / ours:.1f}x")
