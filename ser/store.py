@@ -226,21 +226,31 @@ def _save_lock(folder: Path, *, wait: bool = True) -> Iterator[bool]:
 
 
 def _recover(folder: Path) -> None:
-    """Finish or undo overwrites that a killed process left halfway."""
-    for backup_json in folder.glob(".*.prev.json"):
-        name = backup_json.name[1 : -len(".prev.json")]
-        backup_keras, _ = _backups(folder, name)
-        with contextlib.suppress(OSError), _save_lock(folder, wait=False) as idle:
-            if not idle:  # a save is under way right now: not a crash
-                continue
-            if (folder / f"{name}.json").exists():  # the new pair made it: drop the old one
-                backup_keras.unlink(missing_ok=True)
-                backup_json.unlink()
-            elif backup_keras.exists():  # killed midway: put the old pair back
-                os.replace(backup_keras, folder / f"{name}.keras")
-                os.replace(backup_json, folder / f"{name}.json")
-                # rename() between two links of one file does nothing: drop the spare link
-                backup_keras.unlink(missing_ok=True)
+    """Finish or undo overwrites that a killed process left halfway, and sweep its temporaries."""
+    backups = list(folder.glob(".*.prev.json"))
+    strays = [*folder.glob(".tmp-*.keras"), *folder.glob(".*.json.*.tmp")]
+    if not backups and not strays:
+        return
+    with contextlib.suppress(OSError), _save_lock(folder, wait=False) as idle:
+        if not idle:  # a save is under way right now: not a crash
+            return
+        for backup_json in backups:
+            _restore_or_drop(folder, backup_json)
+        for stray in strays:  # no save holds the lock, so their writer is dead
+            stray.unlink(missing_ok=True)
+
+
+def _restore_or_drop(folder: Path, backup_json: Path) -> None:
+    name = backup_json.name[1 : -len(".prev.json")]
+    backup_keras, _ = _backups(folder, name)
+    if (folder / f"{name}.json").exists():  # the new pair made it: drop the old one
+        backup_keras.unlink(missing_ok=True)
+        backup_json.unlink()
+    elif backup_keras.exists():  # killed midway: put the old pair back
+        os.replace(backup_keras, folder / f"{name}.keras")
+        os.replace(backup_json, folder / f"{name}.json")
+        # rename() between two links of one file does nothing: drop the spare link
+        backup_keras.unlink(missing_ok=True)
 
 
 def save_model(

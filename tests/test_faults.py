@@ -334,6 +334,8 @@ def test_killed_while_saving(
         assert after == before
     hidden = sorted(p.name for p in models.iterdir() if p.name.startswith("."))
     assert all(name.startswith((".tmp-new-", ".new.json.")) for name in hidden), hidden
+    store.list_models(models)  # the next listing sweeps the dead save's temporaries
+    assert [p.name for p in models.iterdir() if p.name.startswith(".")] == []
     # The name is free again: the next save of "new" works and is listed.
     info = store.find_model("tiny-classic", models)
     saved = store.save_model(store.load_keras(info), {**info.metadata, "shipped": False},
