@@ -48,7 +48,7 @@ class Recipe:
     learning_rate: float
     class_weights: bool = True  # balance the classes (RAVDESS has half as many neutral clips)
     crop_s: float | None = None  # sequence models train on random crops of this length
-    spec_augment: bool = False  # mask random time and MFCC bands in training crops
+    spec_augment: bool = False  # mask random time steps and feature bands in training crops
 
     def crop_frames(self) -> int | None:
         if self.crop_s is None:
