@@ -218,6 +218,8 @@ class TrainingJob:
                 return
             self.stage = "training"
             self.epochs = progress
+            if progress.stage.endswith(train.HEAD_STAGE):
+                return  # the curves show the CNN's epochs only
             for key, value in progress.metrics.items():
                 self.history.setdefault(key, []).append(value)
 
@@ -711,7 +713,8 @@ def epochs_text(progress: Progress) -> str:
         figures.append(f"accuracy {m['accuracy']:.1%}")
     if "val_accuracy" in m:
         figures.append(f"held-out accuracy {m['val_accuracy']:.1%}")
-    return f"Epoch {progress.done} / {progress.total}{_eta(progress)} · " + " · ".join(figures)
+    step = "Statistics head: epoch" if progress.stage.endswith(train.HEAD_STAGE) else "Epoch"
+    return f"{step} {progress.done} / {progress.total}{_eta(progress)} · " + " · ".join(figures)
 
 
 def _draw_progress(job: TrainingJob, snap: Snapshot) -> None:

@@ -24,7 +24,8 @@ class ModelType(str, Enum):
 
     MFCC_LSTM = "mfcc_lstm"  # the card's classic model: LSTM on the 40-dim mean MFCC
     MFCC_CNN = "mfcc_cnn"  # 1-D CNN over MFCC frames, mean+max pooling
-    LOGMEL_CNN = "logmel_cnn"  # the strongest: 2-D CNN over the log-mel spectrogram
+    LOGMEL_CNN = "logmel_cnn"  # 2-D CNN over the log-mel spectrogram
+    LOGMEL_FUSION = "logmel_fusion"  # the strongest: that CNN averaged with a band-statistics MLP
 
     @property
     def title(self) -> str:
@@ -34,7 +35,8 @@ class ModelType(str, Enum):
 _TITLES = {
     ModelType.MFCC_LSTM: "Classic LSTM on mean MFCC",
     ModelType.MFCC_CNN: "CNN on MFCC frames",
-    ModelType.LOGMEL_CNN: "2-D CNN on log-mel spectrogram (strongest)",
+    ModelType.LOGMEL_CNN: "2-D CNN on log-mel spectrogram",
+    ModelType.LOGMEL_FUSION: "Log-mel CNN + band-statistics MLP (strongest)",
 }
 
 
@@ -49,6 +51,7 @@ class Recipe:
     class_weights: bool = True  # balance the classes (RAVDESS has half as many neutral clips)
     crop_s: float | None = None  # sequence models train on random crops of this length
     spec_augment: bool = False  # mask random time steps and feature bands in training crops
+    statistics_head: bool = False  # also train an MLP on whole-clip band statistics; average both
 
     def crop_frames(self) -> int | None:
         if self.crop_s is None:
@@ -81,6 +84,12 @@ RECIPES: dict[ModelType, Recipe] = {
         _CROPPED_CNN, features=FeatureConfig(kind=FeatureKind.LOGMEL_FRAMES, n_mels=64, trim_db=30.0)
     ),
 }
+# The two see the clip differently (3 s crops vs whole-clip statistics), so their errors differ
+# and their average beats either alone.
+RECIPES[ModelType.LOGMEL_FUSION] = replace(RECIPES[ModelType.LOGMEL_CNN], statistics_head=True)
+
+STATISTICS_HEAD_EPOCHS = 80
+STATISTICS_HEAD_BATCH = 64
 
 
 def build_model(
@@ -91,6 +100,7 @@ def build_model(
         ModelType.MFCC_LSTM: _build_mfcc_lstm,
         ModelType.MFCC_CNN: _build_mfcc_cnn,
         ModelType.LOGMEL_CNN: _build_logmel_cnn,
+        ModelType.LOGMEL_FUSION: _build_logmel_cnn,  # the head joins after training: see fuse()
     }
     model = builders[model_type](n_labels=n_labels, train_features=train_features)
     return _compile(model, learning_rate=RECIPES[model_type].learning_rate)
@@ -178,3 +188,63 @@ def _build_logmel_cnn(*, n_labels: int, train_features: np.ndarray) -> keras.Mod
     x = layers.Dropout(dropout)(x)
     outputs = layers.Dense(n_labels, activation="softmax", name="emotion", kernel_regularizer=l2)(x)
     return keras.Model(inputs, outputs, name="logmel_cnn")
+
+
+# --- the band-statistics head of LOGMEL_FUSION ----------------------------------------------
+
+
+def band_statistics(frames: keras.KerasTensor) -> keras.KerasTensor:
+    """Per band over the clip: mean, variance, minimum, maximum and mean squared change.
+
+    Built from stock layers so the fused model stays loadable with ``safe_mode=True``.
+    """
+    from keras import layers
+
+    average = layers.GlobalAveragePooling1D
+    mean = average()(frames)
+    variance = layers.Subtract()(
+        [average()(layers.Multiply()([frames, frames])), layers.Multiply()([mean, mean])]
+    )
+    maximum = layers.GlobalMaxPooling1D()(frames)
+    minimum = layers.Rescaling(-1.0)(layers.GlobalMaxPooling1D()(layers.Rescaling(-1.0)(frames)))
+    # Each frame twice, so even a one-frame clip has a frame-to-frame change (zero, not NaN);
+    # this halves the figure for every clip alike, which the head's scaling absorbs.
+    doubled = layers.UpSampling1D(2)(frames)
+    change = layers.Subtract()([layers.Cropping1D((1, 0))(doubled), layers.Cropping1D((0, 1))(doubled)])
+    change_power = average()(layers.Multiply()([change, change]))
+    return layers.Concatenate()([mean, variance, minimum, maximum, change_power])
+
+
+def statistics_extractor(n_bands: int) -> keras.Model:
+    """Frames (any length) to their band statistics; it has no weights."""
+    import keras
+
+    inputs = keras.Input(shape=(None, n_bands), name="frames")
+    return keras.Model(inputs, band_statistics(inputs), name="band_statistics")
+
+
+def build_statistics_head(*, n_labels: int, train_statistics: np.ndarray) -> keras.Model:
+    """A compiled MLP from band statistics to emotion probabilities."""
+    import keras
+    from keras import layers
+
+    l2 = keras.regularizers.L2(1e-4)
+    inputs = keras.Input(shape=(train_statistics.shape[-1],), name="statistics")
+    x = _scaler(train_statistics)(inputs)
+    x = layers.GaussianNoise(0.3)(x)
+    x = layers.Dropout(0.2)(x)
+    for width in (256, 128):
+        x = layers.Dense(width, activation="relu", kernel_regularizer=l2)(x)
+        x = layers.Dropout(0.4)(x)
+    outputs = layers.Dense(n_labels, activation="softmax")(x)
+    return _compile(keras.Model(inputs, outputs, name="statistics_head"), learning_rate=1e-3)
+
+
+def fuse(cnn: keras.Model, extractor: keras.Model, head: keras.Model) -> keras.Model:
+    """One model whose output is the plain average of the CNN's and the head's probabilities."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(shape=cnn.inputs[0].shape[1:], name="frames")
+    average = layers.Average(name="emotion")([cnn(inputs), head(extractor(inputs))])
+    return _compile(keras.Model(inputs, average, name="logmel_fusion"), learning_rate=1e-3)

@@ -26,7 +26,17 @@ from .datasets import LabelledClip, ScanReport, ravdess_actor, scan
 from .emotions import ALL_EMOTIONS
 from .errors import SERError, TrainingError, TrainingStopped
 from .features import FeatureConfig
-from .models import RECIPES, ModelType, Recipe, build_model
+from .models import (
+    RECIPES,
+    STATISTICS_HEAD_BATCH,
+    STATISTICS_HEAD_EPOCHS,
+    ModelType,
+    Recipe,
+    build_model,
+    build_statistics_head,
+    fuse,
+    statistics_extractor,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -66,6 +76,7 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
+HEAD_STAGE = "statistics head"  # stage names ending so report the fused model's second part
 
 
 @dataclass(frozen=True)
@@ -457,9 +468,40 @@ def fit(
         callbacks=[_reporter(stage, epochs, progress, stop)],
         verbose=0,
     )
-    if stop is not None and stop.is_set():
-        raise TrainingStopped(f"Training stopped after {len(history.epoch)} epochs; nothing was saved.")
+    _raise_if_stopped(stop, len(history.epoch))
+    if recipe.statistics_head:
+        model = _add_statistics_head(model, features, y, progress=progress, stop=stop, stage=stage)
     return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+def _raise_if_stopped(stop: threading.Event | None, epochs_done: int) -> None:
+    if stop is not None and stop.is_set():
+        raise TrainingStopped(f"Training stopped after {epochs_done} epochs; nothing was saved.")
+
+
+def _add_statistics_head(
+    cnn: keras.Model,
+    features: list[np.ndarray],
+    y: np.ndarray,
+    *,
+    progress: ProgressFn | None,
+    stop: threading.Event | None,
+    stage: str,
+) -> keras.Model:
+    """Train an MLP on each whole clip's band statistics, then average it with ``cnn``."""
+    extractor = statistics_extractor(features[0].shape[-1])
+    statistics = _outputs_whole(extractor, features)
+    head = build_statistics_head(n_labels=y.shape[1], train_statistics=statistics)
+    history = head.fit(
+        statistics,
+        y,
+        epochs=STATISTICS_HEAD_EPOCHS,
+        batch_size=STATISTICS_HEAD_BATCH,
+        callbacks=[_reporter(f"{stage} · {HEAD_STAGE}", STATISTICS_HEAD_EPOCHS, progress, stop)],
+        verbose=0,
+    )
+    _raise_if_stopped(stop, len(history.epoch))
+    return fuse(cnn, extractor, head)
 
 
 def _reporter(
@@ -533,16 +575,24 @@ def score(model: keras.Model, data: Prepared, test_index: np.ndarray) -> Scores:
 
 
 def _predict_whole(model: keras.Model, features: list[np.ndarray]) -> np.ndarray:
-    if features and features[0].ndim == 1:
-        return np.argmax(model.predict_on_batch(np.stack(features)), axis=1)
+    if not features:
+        return np.zeros(0, dtype=np.int64)
+    return np.argmax(_outputs_whole(model, features), axis=1)
+
+
+def _outputs_whole(model: keras.Model, features: list[np.ndarray]) -> np.ndarray:
+    """``model``'s output for each whole clip, in order."""
+    if features[0].ndim == 1:
+        return np.asarray(model.predict_on_batch(np.stack(features)))
     by_length: dict[int, list[int]] = {}  # equal lengths batch together without padding
     for i, f in enumerate(features):
         by_length.setdefault(len(f), []).append(i)
-    guesses = np.zeros(len(features), dtype=np.int64)
+    rows: list[np.ndarray] = [np.empty(0)] * len(features)
     for index in by_length.values():
-        batch = np.stack([features[i] for i in index])
-        guesses[index] = np.argmax(model.predict_on_batch(batch), axis=1)
-    return guesses
+        batch = np.asarray(model.predict_on_batch(np.stack([features[i] for i in index])))
+        for i, row in zip(index, batch, strict=True):
+            rows[i] = row
+    return np.stack(rows)
 
 
 @dataclass(frozen=True)

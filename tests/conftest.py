@@ -88,10 +88,11 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path)
 
 @pytest.fixture(scope="session")
 def tiny_logmel_dir(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path) -> Path:
-    """A models folder holding one briefly trained 2-D log-mel CNN."""
+    """A models folder holding a briefly trained 2-D log-mel CNN and a fused one."""
     folder = tmp_path_factory.mktemp("logmel_models")
     cache = tmp_path_factory.mktemp("logmel_cache")
     _save_tiny_model("logmel_cnn", "tiny-logmel", epochs=4, corpus=tiny_corpus, folder=folder, cache=cache)
+    _save_tiny_model("logmel_fusion", "tiny-fusion", epochs=2, corpus=tiny_corpus, folder=folder, cache=cache)
     return folder
 
 

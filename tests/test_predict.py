@@ -15,9 +15,9 @@ from tests.conftest import TINY_EMOTIONS
 from tests.signals import audio_bytes, speech_like, write_audio
 
 
-@pytest.fixture(scope="module", params=["tiny-classic", "tiny-cnn", "tiny-logmel"])
+@pytest.fixture(scope="module", params=["tiny-classic", "tiny-cnn", "tiny-logmel", "tiny-fusion"])
 def recognizer(request: pytest.FixtureRequest, tiny_models_dir: Path) -> Recognizer:
-    if request.param == "tiny-logmel":  # in a folder of its own: other tests count tiny_models_dir
+    if request.param in ("tiny-logmel", "tiny-fusion"):  # in a folder of its own: other tests count tiny_models_dir
         return Recognizer.load(request.param, request.getfixturevalue("tiny_logmel_dir"))
     return Recognizer.load(request.param, tiny_models_dir)
 

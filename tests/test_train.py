@@ -11,7 +11,7 @@ import pytest
 from ser import train
 from ser.datasets import Corpus, LabelledClip
 from ser.errors import TrainingError, TrainingStopped
-from ser.models import ModelType
+from ser.models import ModelType, statistics_extractor
 from ser.train import Scores, TrainOptions, Validation
 
 
@@ -135,7 +135,7 @@ def test_holdout_learns_the_tiny_corpus(prepared: train.Prepared) -> None:
     assert len(result.history["val_accuracy"]) == 40
 
 
-@pytest.mark.parametrize("model_type", [ModelType.MFCC_CNN, ModelType.LOGMEL_CNN])
+@pytest.mark.parametrize("model_type", [ModelType.MFCC_CNN, ModelType.LOGMEL_CNN, ModelType.LOGMEL_FUSION])
 def test_cnn_trains_on_frames(model_type: ModelType, tiny_corpus: Path, tmp_path: Path) -> None:
     options = TrainOptions(model_type=model_type, epochs=2)
     data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
@@ -144,3 +144,28 @@ def test_cnn_trains_on_frames(model_type: ModelType, tiny_corpus: Path, tmp_path
     _, test_index = train.holdout_split(data, Validation.SPEAKER, seed=options.seed)
     assert result.scores.confusion.sum() == len(test_index)
     assert result.model.inputs[0].shape[1] is None  # any clip length at prediction time
+
+
+def test_band_statistics_are_the_per_band_figures_of_the_clip() -> None:
+    frames = np.random.default_rng(3).normal(-40.0, 10.0, size=(2, 9, 5)).astype(np.float32)
+    got = statistics_extractor(5).predict_on_batch(frames)
+    change = np.diff(frames, axis=1)
+    half_mean_change_power = (change**2).sum(axis=1) / (2 * 9 - 1)  # frames doubled, see band_statistics
+    want = [frames.mean(1), frames.var(1), frames.min(1), frames.max(1), half_mean_change_power]
+    np.testing.assert_allclose(got, np.concatenate(want, axis=1), rtol=1e-4, atol=1e-2)
+    one_frame = statistics_extractor(5).predict_on_batch(frames[:, :1])
+    assert np.isfinite(one_frame).all()
+
+
+def test_the_fused_model_averages_its_cnn_and_its_statistics_head(tiny_corpus: Path, tmp_path: Path) -> None:
+    options = TrainOptions(model_type=ModelType.LOGMEL_FUSION, epochs=1)
+    data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
+    reports: list[train.Progress] = []
+    model, history = train.fit(data, np.arange(len(data.clips)), options, progress=reports.append)
+    head_reports = [r for r in reports if r.stage.endswith(train.HEAD_STAGE)]
+    assert len(head_reports) == train.STATISTICS_HEAD_EPOCHS
+    assert len(history["loss"]) == 1  # the curves are the CNN's
+    cnn, extractor, head = (model.get_layer(n) for n in ("logmel_cnn", "band_statistics", "statistics_head"))
+    clip = data.features[0][np.newaxis]
+    expected = (cnn.predict_on_batch(clip) + head.predict_on_batch(extractor.predict_on_batch(clip))) / 2
+    np.testing.assert_allclose(model.predict_on_batch(clip), expected, atol=1e-6)
