@@ -59,7 +59,9 @@ LAYOUT_NAMES = {
 MODEL_CAPTIONS = {  # by ModelType value
     "mfcc_lstm": "Fast. An LSTM on one 40-number summary (mean MFCC) of each clip.",
     "mfcc_cnn": "Slower, usually more accurate. A 1-D CNN over the MFCC frames of each clip.",
-    "logmel_cnn": "Slowest to train, most accurate. A 2-D CNN over the log-mel spectrogram of each clip.",
+    "logmel_cnn": "Slow to train. A 2-D CNN over the log-mel spectrogram of each clip.",
+    "logmel_fusion": "Slowest to train, most accurate. The 2-D CNN, averaged with a small "
+    "network on each band's statistics over the whole clip.",
 }
 AUGMENT_LABELS = {
     Augmentation.NOISE: "Add background noise",
