@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .audio import active_level_dbfs
+
 
 class FeatureKind(str, Enum):
     """What a model consumes."""
@@ -38,6 +40,10 @@ class FeatureConfig:
     # Leading/trailing audio quieter than this many dB below the peak is cut before
     # features: silence otherwise dilutes a clip's mean. None keeps every frame.
     trim_db: float | None = None
+    # Scale each clip so its loudest half second has this RMS level (dBFS) before features:
+    # a microphone's gain is arbitrary, and absolute level would otherwise sway the answer.
+    # None keeps the level as recorded (the card's recipe, and models saved before this).
+    level_dbfs: float | None = None
 
     @property
     def is_sequence(self) -> bool:
@@ -53,7 +59,10 @@ class FeatureConfig:
         return self.sample_rate_hz / self.hop_length
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "kind": self.kind.value}
+        settings = {**asdict(self), "kind": self.kind.value}
+        if self.level_dbfs is None:  # as before the setting existed: old feature caches still match
+            del settings["level_dbfs"]
+        return settings
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureConfig:
@@ -150,6 +159,16 @@ def trim(samples: np.ndarray, *, config: FeatureConfig) -> tuple[np.ndarray, int
     return samples[start:end], start
 
 
+def level(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
+    """The clip scaled to ``config.level_dbfs`` (unchanged when that is None or it is silent)."""
+    if config.level_dbfs is None:
+        return samples
+    active_dbfs = active_level_dbfs(samples, sample_rate_hz=config.sample_rate_hz)
+    if not np.isfinite(active_dbfs):
+        return samples
+    return samples * np.float32(10.0 ** ((config.level_dbfs - active_dbfs) / 20.0))
+
+
 def frames(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     """Frame-level features, (frames, dim): the input of ``pool``."""
     if config.kind is FeatureKind.LOGMEL_FRAMES:
@@ -166,5 +185,5 @@ def pool(frame_features: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
 
 def extract(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     """Features of one mono float clip already at ``config.sample_rate_hz``."""
-    trimmed, _ = trim(samples, config=config)
+    trimmed, _ = trim(level(samples, config=config), config=config)
     return pool(frames(trimmed, config=config), config=config)

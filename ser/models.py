@@ -86,7 +86,12 @@ RECIPES: dict[ModelType, Recipe] = {
 }
 # The two see the clip differently (3 s crops vs whole-clip statistics), so their errors differ
 # and their average beats either alone.
-RECIPES[ModelType.LOGMEL_FUSION] = replace(RECIPES[ModelType.LOGMEL_CNN], statistics_head=True)
+# It also levels every clip first: its statistics otherwise carry the microphone's gain.
+RECIPES[ModelType.LOGMEL_FUSION] = replace(
+    RECIPES[ModelType.LOGMEL_CNN],
+    features=replace(RECIPES[ModelType.LOGMEL_CNN].features, level_dbfs=-20.0),
+    statistics_head=True,
+)
 
 STATISTICS_HEAD_EPOCHS = 80
 STATISTICS_HEAD_BATCH = 64

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +109,18 @@ def test_pool_over_frames_is_the_mean(clip: np.ndarray) -> None:
     config = FeatureConfig()
     frames = feats.frames(clip, config=config)
     np.testing.assert_allclose(feats.pool(frames, config=config), frames.mean(axis=0))
+
+
+def test_levelled_features_do_not_depend_on_the_recording_gain() -> None:
+    samples = speech_like(duration_s=1.5, sample_rate_hz=22_050, seed=5, f0_hz=180.0, syllable_s=0.2,
+                          amplitude=0.3, speech_fraction=1.0)
+    levelled = FeatureConfig(kind=FeatureKind.LOGMEL_FRAMES, n_mels=64, trim_db=30.0, level_dbfs=-20.0)
+    as_recorded = replace(levelled, level_dbfs=None)
+    for gain in (0.05, 3.0):  # -26 dB and +9.5 dB
+        np.testing.assert_allclose(
+            feats.extract(samples * gain, config=levelled), feats.extract(samples, config=levelled), atol=1e-3
+        )
+        assert np.abs(feats.extract(samples * gain, config=as_recorded) - feats.extract(samples, config=as_recorded)).max() > 5
+    assert feats.active_level_dbfs(feats.level(samples, config=levelled), sample_rate_hz=22_050) == (
+        pytest.approx(-20.0, abs=1e-3)
+    )
