@@ -6,6 +6,9 @@
 
 ``python -m ser.bench features --data DIR``: feature extraction for a folder from
 a cold cache and again from the warm cache.
+
+``python -m ser.bench gain --data DIR``: how often each shipped model gives the same answer
+when a clip is played quieter or louder (its answer at the recorded level is the reference).
 """
 
 from __future__ import annotations
@@ -93,6 +96,31 @@ def features(folders: list[Path]) -> None:
                       f"({len(jobs) / elapsed:6.0f} clips/s)")
 
 
+GAINS_DB = (-20.0, -10.0, 6.0)
+
+
+def gain(folders: list[Path], n_clips: int) -> None:
+    from .audio import load_audio
+    from .datasets import scan
+    from .predict import Recognizer
+    from .store import list_models
+
+    clips = scan(folders).clips
+    picked = [clips[i] for i in np.random.default_rng(0).choice(len(clips), min(n_clips, len(clips)), replace=False)]
+    print(f"{len(picked)} clips; share of answers unchanged when the clip is played at another level")
+    for info in (m for m in list_models() if m.ok and m.shipped):
+        recognizer = Recognizer.load(info.name)
+        unchanged = dict.fromkeys(GAINS_DB, 0)
+        for clip in picked:
+            samples = load_audio(clip.path, sample_rate_hz=recognizer.config.sample_rate_hz).samples
+            reference = recognizer.predict_samples(samples).emotion
+            for db in GAINS_DB:
+                louder = np.clip(samples * np.float32(10 ** (db / 20)), -1.0, 1.0)  # a real input clips
+                unchanged[db] += recognizer.predict_samples(louder).emotion == reference
+        shares = "   ".join(f"{db:+.0f} dB {n / len(picked):4.0%}" for db, n in unchanged.items())
+        print(f"{info.name:<16} {shares}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ser.bench")
     sub = parser.add_subparsers(dest="what", required=True)
@@ -101,11 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     lat.add_argument("--repeats", type=int, default=50)
     feat = sub.add_parser("features")
     feat.add_argument("--data", action="append", type=Path, required=True)
+    lvl = sub.add_parser("gain")
+    lvl.add_argument("--data", action="append", type=Path, required=True)
+    lvl.add_argument("--clips", type=int, default=200)
     args = parser.parse_args(argv)
     if args.what == "latency":
         latency(args.model, args.repeats)
-    else:
+    elif args.what == "features":
         features(args.data)
+    else:
+        gain(args.data, args.clips)
     return 0
 
 

@@ -1,0 +1,32 @@
+"""The benchmark commands run and report every shipped model (their figures are in the README)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ser import bench
+
+
+def test_gain_reports_each_shipped_model_at_each_level(
+    tiny_models_dir: Path, tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SER_MODELS_DIR", str(tiny_models_dir))
+    bench.main(["gain", "--data", str(tiny_corpus), "--clips", "6"])
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert sorted(row.split()[0] for row in rows) == ["tiny-classic", "tiny-cnn"]
+    for row in rows:
+        shares = [int(share) for share in re.findall(r"(\d+)%", row)]
+        assert len(shares) == len(bench.GAINS_DB)
+        assert all(0 <= share <= 100 for share in shares)
+
+
+def test_a_levelled_model_answers_the_same_at_any_level_below_clipping(
+    tiny_logmel_dir: Path, tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SER_MODELS_DIR", str(tiny_logmel_dir))
+    bench.main(["gain", "--data", str(tiny_corpus), "--clips", "8"])
+    rows = {row.split()[0]: row for row in capsys.readouterr().out.splitlines()[1:]}
+    assert "-20 dB 100%" in rows["tiny-fusion"] and "-10 dB 100%" in rows["tiny-fusion"]
