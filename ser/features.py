@@ -169,6 +169,11 @@ def level(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     return samples * np.float32(10.0 ** ((config.level_dbfs - active_dbfs) / 20.0))
 
 
+def prepare(samples: np.ndarray, *, config: FeatureConfig) -> tuple[np.ndarray, int]:
+    """The part of the clip features are taken from (levelled, trimmed), and its first index."""
+    return trim(level(samples, config=config), config=config)
+
+
 def frames(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     """Frame-level features, (frames, dim): the input of ``pool``."""
     if config.kind is FeatureKind.LOGMEL_FRAMES:
@@ -185,5 +190,5 @@ def pool(frame_features: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
 
 def extract(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     """Features of one mono float clip already at ``config.sample_rate_hz``."""
-    trimmed, _ = trim(level(samples, config=config), config=config)
+    trimmed, _ = prepare(samples, config=config)
     return pool(frames(trimmed, config=config), config=config)

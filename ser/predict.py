@@ -104,7 +104,7 @@ class Recognizer:
         self, samples: np.ndarray, *, window_s: float = WINDOW_S, hop_s: float = HOP_S
     ) -> Timeline:
         """Probabilities for sliding windows over the clip, computed in one batch."""
-        trimmed, offset = feats.trim(feats.level(samples, config=self.config), config=self.config)
+        trimmed, offset = feats.prepare(samples, config=self.config)
         frames = feats.frames(trimmed, config=self.config)
         per_s = self.config.frames_per_second
         width, hop = max(1, round(window_s * per_s)), max(1, round(hop_s * per_s))
