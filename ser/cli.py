@@ -137,16 +137,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import train
 
     options = _options(args)
-    data = train.prepare(args.data, options, progress=_progress_bar)
-    _print_prepared(data)
-    evaluation = train.cross_validate(data, options, n_folds=args.folds, progress=_progress_bar)
+    if args.test_data:
+        if args.folds is not None:
+            raise SERError("--folds goes with cross-validation, not with --test-data.")
+        data, split = train.prepare_across_corpora(args.data, args.test_data, options, progress=_progress_bar)
+        _print_prepared(data)
+        evaluation = train.evaluate_across_corpora(data, split, options, progress=_progress_bar)
+    else:
+        data = train.prepare(args.data, options, progress=_progress_bar)
+        _print_prepared(data)
+        evaluation = train.cross_validate(data, options, n_folds=args.folds or 6, progress=_progress_bar)
     result = evaluation.to_dict()
     if args.json:
         print(json.dumps(result))
         return 0
-    for k, fold in enumerate(result["folds"], start=1):
+    folds = result["folds"]
+    for k, fold in enumerate(folds if len(folds) > 1 else [], start=1):
         print(f"fold {k}: accuracy {fold['accuracy']:.1%}  UAR {fold['uar']:.1%}")
-    print(f"mean: accuracy {result['mean_accuracy']:.1%}  UAR {result['mean_uar']:.1%}  ({result['protocol']})")
+    recall = evaluation.total.recall
+    print("recall: " + ", ".join(f"{label} {r:.0%}" for label, r in zip(result["labels"], recall, strict=True)))
+    print(f"{'mean' if len(folds) > 1 else 'result'}: accuracy {result['mean_accuracy']:.1%}  "
+          f"UAR {result['mean_uar']:.1%}  ({result['protocol']})")
     return 0
 
 
@@ -211,9 +222,11 @@ def parser() -> argparse.ArgumentParser:
                    help="save the model the hold-out figures describe instead of retraining on all clips")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="speaker-independent cross-validation")
+    e = sub.add_parser("evaluate", help="speaker-independent cross-validation, or a test on unseen corpora")
     _add_training_arguments(e)
-    e.add_argument("--folds", type=int, default=6)
+    e.add_argument("--folds", type=int, default=None, help="default 6 (the RAVDESS protocol)")
+    e.add_argument("--test-data", action="append", type=Path, metavar="DIR",
+                   help="instead of folds: train on --data, test on this corpus (repeatable)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 

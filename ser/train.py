@@ -647,6 +647,60 @@ def cross_validate(
     return Evaluation(protocol, tuple(results))
 
 
+def prepare_across_corpora(
+    train_folders: Sequence[str | Path],
+    test_folders: Sequence[str | Path],
+    options: TrainOptions,
+    *,
+    cache_dir: Path | None = None,
+    progress: ProgressFn | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[Prepared, Split]:
+    """Clips of both sides and the (train, test) split, on the emotions both sides hold.
+
+    One scan covers both sides, so audio found on both is caught and kept on the training
+    side only: the test side is then truly unseen.
+    """
+    test_roots = [Path(f).resolve() for f in test_folders]
+    train_roots = [Path(f).resolve() for f in train_folders]
+    if any(a == b or a.is_relative_to(b) or b.is_relative_to(a) for a in test_roots for b in train_roots):
+        raise TrainingError("The test folders overlap the training folders; give separate corpora.")
+    report = scan([*train_folders, *test_folders])
+
+    def on_test_side(clip: LabelledClip) -> bool:
+        return any(clip.path.resolve().is_relative_to(root) for root in test_roots)
+
+    sides = [{e for c, e in _relabel(report.clips, options) if on_test_side(c) is side} for side in (False, True)]
+    shared = tuple(e for e in ALL_EMOTIONS if e in sides[0] & sides[1])
+    if len(shared) < 2:
+        raise TrainingError(
+            f"The training and test corpora share {len(shared)} emotion(s) ({', '.join(shared) or 'none'}); "
+            "a cross-corpus test needs at least two."
+        )
+    data = prepare(report, replace(options, emotions=shared), cache_dir=cache_dir, progress=progress, stop=stop)
+    test = np.array([on_test_side(c) for c in data.clips], dtype=bool)
+    return data, (np.flatnonzero(~test), np.flatnonzero(test))
+
+
+def evaluate_across_corpora(
+    data: Prepared,
+    split: Split,
+    options: TrainOptions,
+    *,
+    progress: ProgressFn | None = None,
+    stop: threading.Event | None = None,
+) -> Evaluation:
+    """Train on one side's corpora and score the other's: speakers, rooms and scripts unseen."""
+    train_index, test_index = split
+    model, _ = fit(data, train_index, options, progress=progress, stop=stop)
+
+    def corpora(index: np.ndarray) -> str:
+        return " + ".join(sorted({data.clips[i].corpus.value for i in index}))
+
+    protocol = f"trained on {corpora(train_index)}, tested on unseen {corpora(test_index)}"
+    return Evaluation(protocol, (score(model, data, test_index),))
+
+
 @dataclass(frozen=True)
 class HoldoutResult:
     """A model trained on the training side, with its held-out scores and curves."""

@@ -112,3 +112,20 @@ def test_train_says_which_clips_were_left_out(
     args = ["--models-dir", str(tmp_path / "models"), "evaluate", "--data", str(corpus), "--epochs", "1", "--json"]
     assert cli.main(args) == 0
     assert f"left out {silent}: '{silent.name}' is silent" in capsys.readouterr().err
+
+
+def test_evaluate_on_an_unseen_corpus(tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
+    unseen = tmp_path / "unseen"
+    for seed, emotion in enumerate(("neutral", "angry")):
+        (unseen / emotion).mkdir(parents=True)
+        clip = speech_like(duration_s=1.2, sample_rate_hz=16_000, seed=seed)  # distinct: duplicates are dropped
+        write_audio(unseen / emotion / "a.wav", clip, sample_rate_hz=16_000)
+    args = ["evaluate", "--data", str(tiny_corpus), "--test-data", str(unseen), "--epochs", "2"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "result: accuracy" in out and "(trained on ravdess, tested on unseen folders)" in out
+    assert "recall: neutral " in out and "fold 1" not in out
+    assert cli.main([*args, "--folds", "6"]) == 1
+    assert "--folds goes with cross-validation" in capsys.readouterr().err

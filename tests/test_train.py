@@ -169,3 +169,59 @@ def test_the_fused_model_averages_its_cnn_and_its_statistics_head(tiny_corpus: P
     clip = data.features[0][np.newaxis]
     expected = (cnn.predict_on_batch(clip) + head.predict_on_batch(extractor.predict_on_batch(clip))) / 2
     np.testing.assert_allclose(model.predict_on_batch(clip), expected, atol=1e-6)
+
+
+# --- unseen corpora ---------------------------------------------------------------------
+
+
+def _folders_corpus(root: Path, emotions: list[str], *, voice: float = 1.12) -> Path:
+    """A generic one-folder-per-emotion corpus: another 'speaker', as an unseen corpus would be."""
+    from tests.conftest import TINY_EMOTIONS
+    from tests.signals import speech_like, write_audio
+
+    for emotion in emotions:
+        _, f0_hz, syllable_s, amplitude = TINY_EMOTIONS.get(emotion, ("02", 150.0, 0.3, 0.15))
+        (root / emotion).mkdir(parents=True, exist_ok=True)
+        for rep in range(4):
+            samples = speech_like(duration_s=1.2, sample_rate_hz=16_000, seed=5000 + rep, f0_hz=f0_hz * voice,
+                                  syllable_s=syllable_s, amplitude=amplitude, speech_fraction=1.0)
+            write_audio(root / emotion / f"{emotion}_{rep}.wav", samples, sample_rate_hz=16_000)
+    return root
+
+
+def test_across_corpora_trains_on_one_side_and_scores_the_other_on_shared_emotions(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    unseen = _folders_corpus(tmp_path / "unseen", ["neutral", "happy", "angry", "calm"])
+    options = TrainOptions(epochs=40)
+    data, (train_index, test_index) = train.prepare_across_corpora(
+        [tiny_corpus], [unseen], options, cache_dir=tmp_path / "cache"
+    )
+    assert data.labels == ("neutral", "happy", "angry")  # sad: training side only; calm: test side only
+    assert len(test_index) == 12 and len(train_index) == 8 * 3 * 3
+    assert all(data.clips[i].path.is_relative_to(unseen) for i in test_index)
+    assert not any(data.clips[i].path.is_relative_to(unseen) for i in train_index)
+    evaluation = train.evaluate_across_corpora(data, (train_index, test_index), options)
+    assert evaluation.protocol == "trained on ravdess, tested on unseen folders"
+    assert evaluation.total.confusion.sum() == 12
+    assert evaluation.mean_accuracy > 0.5  # chance is 1/3: the voice differs, the emotions do not
+
+
+def test_audio_on_both_sides_stays_on_the_training_side_only(tiny_corpus: Path, tmp_path: Path) -> None:
+    import shutil
+
+    unseen = _folders_corpus(tmp_path / "unseen", ["neutral", "happy"])
+    copied = unseen / "happy" / "copy.wav"
+    shutil.copy(tiny_corpus / "Actor_01" / "03-01-03-01-01-01-01.wav", copied)
+    data, (_, test_index) = train.prepare_across_corpora([tiny_corpus], [unseen], TrainOptions(),
+                                                         cache_dir=tmp_path / "cache")
+    assert copied not in {data.clips[i].path for i in test_index}
+    assert len(test_index) == 8
+
+
+def test_across_corpora_refuses_overlap_and_too_few_shared_emotions(tiny_corpus: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="overlap"):
+        train.prepare_across_corpora([tiny_corpus], [tiny_corpus / "Actor_01"], TrainOptions())
+    unseen = _folders_corpus(tmp_path / "unseen", ["happy", "calm"])
+    with pytest.raises(TrainingError, match=r"share 1 emotion\(s\) \(happy\)"):
+        train.prepare_across_corpora([tiny_corpus], [unseen], TrainOptions(), cache_dir=tmp_path / "cache")
