@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 import training_ui
 from ser import store
 from ser.features import FeatureConfig
+from ser.models import ModelType
 from ser.train import Validation
 
 pytestmark = pytest.mark.slow
@@ -206,6 +207,31 @@ def test_scan_train_save_and_pick_on_recognise_page(tiny_corpus: Path, models_di
     assert not at.exception, at.exception
     assert any(o.startswith("tiny-page (") for o in at.selectbox(key="model").options)
     assert time.monotonic() - started < 60
+
+
+def test_the_fused_model_trains_saves_and_recognises_from_the_pages(tiny_corpus: Path, models_dir: Path) -> None:
+    """The two-stage type: the CNN, then its statistics head, then one saved file that answers."""
+    at = scan(train_page(), tiny_corpus)
+    at.radio(key="train_model_type").set_value(ModelType.LOGMEL_FUSION).run()
+    at.number_input(key="train_epochs_logmel_fusion").set_value(3).run()
+    at.button(key="train_start").click().run()
+    at = poll(at, finished, timeout_s=120, what="the fused model to finish")
+    assert not at.error, texts(at.error)
+    assert "Held-out accuracy" in {m.label for m in at.metric}
+
+    next(t for t in at.text_input if t.label == "Model name").input("tiny-fused").run()
+    at.button(key="train_save").click().run()
+    assert "Saved as **tiny-fused**" in texts(at.success)
+    [info] = store.list_models(models_dir)
+    assert info.ok and info.metadata["model_type"] == "logmel_fusion"
+    assert info.metadata["features"]["level_dbfs"] == -20.0
+
+    at.switch_page("pages/recognise.py").run()
+    picker = at.selectbox(key="model")
+    picker.select(next(o for o in picker.options if o.startswith("tiny-fused"))).run()
+    at.button(key="example").click().run()
+    assert not at.exception, at.exception
+    assert any("Most likely emotion in **example-speech.wav**" in c.value for c in at.main.caption)
 
 
 # ---------------------------------------------------------------------------- bad data
