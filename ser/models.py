@@ -25,7 +25,7 @@ class ModelType(str, Enum):
     MFCC_LSTM = "mfcc_lstm"  # the card's classic model: LSTM on the 40-dim mean MFCC
     MFCC_CNN = "mfcc_cnn"  # 1-D CNN over MFCC frames, mean+max pooling
     LOGMEL_CNN = "logmel_cnn"  # 2-D CNN over the log-mel spectrogram
-    LOGMEL_FUSION = "logmel_fusion"  # the strongest: that CNN averaged with a band-statistics MLP
+    LOGMEL_FUSION = "logmel_fusion"  # that CNN averaged with a band-statistics MLP
 
     @property
     def title(self) -> str:
@@ -36,7 +36,7 @@ _TITLES = {
     ModelType.MFCC_LSTM: "Classic LSTM on mean MFCC",
     ModelType.MFCC_CNN: "CNN on MFCC frames",
     ModelType.LOGMEL_CNN: "2-D CNN on log-mel spectrogram",
-    ModelType.LOGMEL_FUSION: "Log-mel CNN + band-statistics MLP (strongest)",
+    ModelType.LOGMEL_FUSION: "Log-mel CNN + band-statistics MLP",
 }
 
 

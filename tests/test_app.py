@@ -293,6 +293,13 @@ def test_the_example_clip_is_one_click_away(app: AppTest) -> None:
 # ---------------------------------------------------------------------------- models page
 
 
+def test_a_model_is_described_by_its_type_not_a_stale_saved_title() -> None:
+    saved = {"model_type": "logmel_cnn", "title": "2-D CNN on log-mel spectrogram (strongest)"}
+    assert ui.model_title(saved) == "2-D CNN on log-mel spectrogram"  # another may be stronger now
+    assert ui.model_title({"model_type": "from_the_future", "title": "New kind"}) == "New kind"
+    assert ui.model_title({}) == "Model"
+
+
 def test_models_page_lists_models_figures_and_licences(app: AppTest) -> None:
     app.switch_page("pages/models.py").run()
     assert not app.exception, app.exception
