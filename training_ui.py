@@ -59,10 +59,10 @@ LAYOUT_NAMES = {
 MODEL_CAPTIONS = {  # by ModelType value
     "mfcc_lstm": "Fast. An LSTM on one 40-number summary (mean MFCC) of each clip.",
     "mfcc_cnn": "Slower, usually more accurate. A 1-D CNN over the MFCC frames of each clip.",
-    "logmel_cnn": "Slow to train. A 2-D CNN over the log-mel spectrogram of each clip.",
+    "logmel_cnn": "Slow to train. A 2-D CNN over the log-mel spectrogram of each clip, levelled "
+    "first so the microphone's gain does not sway it.",
     "logmel_fusion": "Slowest to train, most accurate. The 2-D CNN, averaged with a small "
-    "network on each band's statistics over the whole clip; levels each clip first, so the "
-    "microphone's gain does not sway it.",
+    "network on each band's statistics over the whole clip.",
 }
 AUGMENT_LABELS = {
     Augmentation.NOISE: "Add background noise",

@@ -80,18 +80,15 @@ RECIPES: dict[ModelType, Recipe] = {
     ),
     ModelType.MFCC_CNN: _CROPPED_CNN,
     # 64 mel bands keep the harmonics (pitch) that 40 MFCCs smooth away; 2-D kernels see them.
+    # Levelled first: otherwise the answer follows the microphone's gain.
     ModelType.LOGMEL_CNN: replace(
-        _CROPPED_CNN, features=FeatureConfig(kind=FeatureKind.LOGMEL_FRAMES, n_mels=64, trim_db=30.0)
+        _CROPPED_CNN,
+        features=FeatureConfig(kind=FeatureKind.LOGMEL_FRAMES, n_mels=64, trim_db=30.0, level_dbfs=-20.0),
     ),
 }
 # The two see the clip differently (3 s crops vs whole-clip statistics), so their errors differ
 # and their average beats either alone.
-# It also levels every clip first: its statistics otherwise carry the microphone's gain.
-RECIPES[ModelType.LOGMEL_FUSION] = replace(
-    RECIPES[ModelType.LOGMEL_CNN],
-    features=replace(RECIPES[ModelType.LOGMEL_CNN].features, level_dbfs=-20.0),
-    statistics_head=True,
-)
+RECIPES[ModelType.LOGMEL_FUSION] = replace(RECIPES[ModelType.LOGMEL_CNN], statistics_head=True)
 
 STATISTICS_HEAD_EPOCHS = 80
 STATISTICS_HEAD_BATCH = 64
