@@ -146,7 +146,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         data = train.prepare(args.data, options, progress=_progress_bar)
         _print_prepared(data)
-        evaluation = train.cross_validate(data, options, n_folds=args.folds or 6, progress=_progress_bar)
+        n_folds = train.RAVDESS_FOLDS if args.folds is None else args.folds  # an explicit 0 is not 6
+        evaluation = train.cross_validate(data, options, n_folds=n_folds, progress=_progress_bar)
     result = evaluation.to_dict()
     if args.json:
         print(json.dumps(result))
