@@ -634,6 +634,8 @@ def cross_validate(
     stop: threading.Event | None = None,
 ) -> Evaluation:
     """RAVDESS 6-fold by actor when RAVDESS is present, else group k-fold by speaker."""
+    if n_folds < 2:
+        raise TrainingError(f"Cross-validation needs at least 2 folds, not {n_folds}.")
     use_ravdess = n_folds == RAVDESS_FOLDS and any(ravdess_actor(c.speaker) for c in data.clips)
     folds = ravdess_folds(data.clips) if use_ravdess else speaker_folds(data.speakers, n_folds)
     folds = [fold for fold in folds if len(fold[1])]  # a partial RAVDESS copy lacks some actors

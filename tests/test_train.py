@@ -129,6 +129,12 @@ def test_cross_validation_skips_folds_a_partial_copy_lacks(prepared: train.Prepa
     assert evaluation.total.confusion.sum() == len(prepared.clips)
 
 
+@pytest.mark.parametrize("n_folds", [0, 1])
+def test_cross_validation_needs_two_folds(prepared: train.Prepared, n_folds: int) -> None:
+    with pytest.raises(TrainingError, match=f"at least 2 folds, not {n_folds}"):
+        train.cross_validate(prepared, TrainOptions(epochs=1), n_folds=n_folds)
+
+
 def test_holdout_learns_the_tiny_corpus(prepared: train.Prepared) -> None:
     result = train.train_holdout(prepared, TrainOptions(epochs=40))
     assert result.scores.accuracy > 0.6  # chance is 0.25
