@@ -61,8 +61,10 @@ MODEL_CAPTIONS = {  # by ModelType value
     "mfcc_cnn": "Slower, usually more accurate. A 1-D CNN over the MFCC frames of each clip.",
     "logmel_cnn": "Slow to train. A 2-D CNN over the log-mel spectrogram of each clip, levelled "
     "first so the microphone's gain does not sway it.",
-    "logmel_fusion": "Slowest to train, most accurate. The 2-D CNN, averaged with a small "
-    "network on each band's statistics over the whole clip.",
+    "logmel_fusion": "Slowest to train. The 2-D CNN, averaged with a small network on each "
+    "band's statistics over the whole clip.",
+    "logmel_voice": "Slowest to train, most accurate. As the one above, and the small network "
+    "also reads how pitch, voicing, loudness and timbre move through the clip.",
 }
 AUGMENT_LABELS = {
     Augmentation.NOISE: "Add background noise",

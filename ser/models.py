@@ -7,6 +7,7 @@ prediction needs. Only built-in layers are used, so models load with ``safe_mode
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ class ModelType(str, Enum):
     MFCC_CNN = "mfcc_cnn"  # 1-D CNN over MFCC frames, mean+max pooling
     LOGMEL_CNN = "logmel_cnn"  # 2-D CNN over the log-mel spectrogram
     LOGMEL_FUSION = "logmel_fusion"  # that CNN averaged with a band-statistics MLP
+    LOGMEL_VOICE = "logmel_voice"  # the same, its MLP also fed statistics of voice tracks
 
     @property
     def title(self) -> str:
@@ -37,6 +39,7 @@ _TITLES = {
     ModelType.MFCC_CNN: "CNN on MFCC frames",
     ModelType.LOGMEL_CNN: "2-D CNN on log-mel spectrogram",
     ModelType.LOGMEL_FUSION: "Log-mel CNN + band-statistics MLP",
+    ModelType.LOGMEL_VOICE: "Log-mel CNN + band- and voice-statistics MLP",
 }
 
 
@@ -89,6 +92,12 @@ RECIPES: dict[ModelType, Recipe] = {
 # The two see the clip differently (3 s crops vs whole-clip statistics), so their errors differ
 # and their average beats either alone.
 RECIPES[ModelType.LOGMEL_FUSION] = replace(RECIPES[ModelType.LOGMEL_CNN], statistics_head=True)
+# Pitch, voicing, loudness and spectral-shape tracks ride beside the mel bands: the CNN sees
+# only the bands, the head the statistics of both.
+RECIPES[ModelType.LOGMEL_VOICE] = replace(
+    RECIPES[ModelType.LOGMEL_FUSION],
+    features=replace(RECIPES[ModelType.LOGMEL_FUSION].features, kind=FeatureKind.LOGMEL_VOICE_FRAMES),
+)
 
 STATISTICS_HEAD_EPOCHS = 80
 STATISTICS_HEAD_BATCH = 64
@@ -98,11 +107,13 @@ def build_model(
     model_type: ModelType, *, n_labels: int, train_features: np.ndarray
 ) -> keras.Model:
     """A compiled network for ``model_type``; ``train_features`` adapt its scaling."""
+    logmel_cnn = functools.partial(_build_logmel_cnn, n_mels=RECIPES[model_type].features.n_mels)
     builders = {
         ModelType.MFCC_LSTM: _build_mfcc_lstm,
         ModelType.MFCC_CNN: _build_mfcc_cnn,
-        ModelType.LOGMEL_CNN: _build_logmel_cnn,
-        ModelType.LOGMEL_FUSION: _build_logmel_cnn,  # the head joins after training: see fuse()
+        ModelType.LOGMEL_CNN: logmel_cnn,
+        ModelType.LOGMEL_FUSION: logmel_cnn,  # the head joins after training: see fuse()
+        ModelType.LOGMEL_VOICE: logmel_cnn,
     }
     model = builders[model_type](n_labels=n_labels, train_features=train_features)
     return _compile(model, learning_rate=RECIPES[model_type].learning_rate)
@@ -168,14 +179,19 @@ def _build_mfcc_cnn(*, n_labels: int, train_features: np.ndarray) -> keras.Model
     return keras.Model(inputs, outputs, name="mfcc_cnn")
 
 
-def _build_logmel_cnn(*, n_labels: int, train_features: np.ndarray) -> keras.Model:
+def _build_logmel_cnn(*, n_labels: int, train_features: np.ndarray, n_mels: int) -> keras.Model:
+    """The CNN reads the first ``n_mels`` columns; any after them are left to the head."""
     import keras
     from keras import layers
 
-    n_mels, dropout = train_features.shape[-1], 0.3
+    n_columns, dropout = train_features.shape[-1], 0.3
     l2 = keras.regularizers.L2(1e-4)
-    inputs = keras.Input(shape=(None, n_mels), name="frames")  # any length
+    inputs = keras.Input(shape=(None, n_columns), name="frames")  # any length
     x = _scaler(train_features)(inputs)
+    if n_columns > n_mels:  # stock layers only (safe_mode): crop the columns via a transpose
+        x = layers.Permute((2, 1))(x)
+        x = layers.Cropping1D((0, n_columns - n_mels))(x)
+        x = layers.Permute((2, 1))(x)
     x = layers.Reshape((-1, n_mels, 1))(x)  # an image: time x mel band x 1 channel
     for filters in (16, 32, 64, 64):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=l2)(x)

@@ -111,10 +111,11 @@ def test_pool_over_frames_is_the_mean(clip: np.ndarray) -> None:
     np.testing.assert_allclose(feats.pool(frames, config=config), frames.mean(axis=0))
 
 
-def test_levelled_features_do_not_depend_on_the_recording_gain() -> None:
+@pytest.mark.parametrize("kind", [FeatureKind.LOGMEL_FRAMES, FeatureKind.LOGMEL_VOICE_FRAMES])
+def test_levelled_features_do_not_depend_on_the_recording_gain(kind: FeatureKind) -> None:
     samples = speech_like(duration_s=1.5, sample_rate_hz=22_050, seed=5, f0_hz=180.0, syllable_s=0.2,
                           amplitude=0.3, speech_fraction=1.0)
-    levelled = FeatureConfig(kind=FeatureKind.LOGMEL_FRAMES, n_mels=64, trim_db=30.0, level_dbfs=-20.0)
+    levelled = FeatureConfig(kind=kind, n_mels=64, trim_db=30.0, level_dbfs=-20.0)
     as_recorded = replace(levelled, level_dbfs=None)
     for gain in (0.05, 3.0):  # -26 dB and +9.5 dB
         np.testing.assert_allclose(
@@ -124,3 +125,54 @@ def test_levelled_features_do_not_depend_on_the_recording_gain() -> None:
     assert feats.active_level_dbfs(feats.level(samples, config=levelled), sample_rate_hz=22_050) == (
         pytest.approx(-20.0, abs=1e-3)
     )
+
+
+# --- voice tracks -----------------------------------------------------------------------------
+
+VOICE = FeatureConfig(kind=FeatureKind.LOGMEL_VOICE_FRAMES, n_mels=64, trim_db=30.0, level_dbfs=-20.0)
+
+
+def _track(tracks: np.ndarray, name: str) -> np.ndarray:
+    return tracks[:, feats.VOICE_TRACKS.index(name)]
+
+
+def test_voice_frames_are_the_log_mel_then_the_voice_tracks(clip: np.ndarray) -> None:
+    got = feats.frames(clip, config=VOICE)
+    assert got.shape[1] == VOICE.dim == 64 + len(feats.VOICE_TRACKS)
+    np.testing.assert_array_equal(got[:, :64], feats.log_mel_frames(clip, config=VOICE))
+    np.testing.assert_array_equal(got[:, 64:], feats.voice_tracks(clip, config=VOICE))
+
+
+@pytest.mark.parametrize("f0_hz", [75.0, 180.0, 320.0, 550.0])
+def test_pitch_track_finds_the_fundamental_of_a_voice(f0_hz: float) -> None:
+    t = np.arange(int(1.5 * 22_050)) / 22_050
+    harmonics = sum(np.sin(2 * np.pi * k * f0_hz * t) / k for k in range(1, int(4000 // f0_hz) + 1))
+    tracks = feats.voice_tracks((0.1 * harmonics).astype(np.float32), config=VOICE)
+    assert _track(tracks, "voiced").mean() > 0.9
+    error_semitones = np.abs(_track(tracks, "pitch_semitones") - 12 * np.log2(f0_hz / 100))
+    assert np.median(error_semitones) < 0.3  # neither an octave (12) nor a fifth (7) off
+
+
+def test_noise_is_not_voiced() -> None:
+    noise = np.random.default_rng(0).standard_normal(22_050).astype(np.float32) * 0.1
+    tracks = feats.voice_tracks(noise, config=VOICE)
+    assert _track(tracks, "voiced").mean() < 0.1
+    assert np.all(_track(tracks, "pitch_semitones") == 0)  # nothing to follow: a flat contour
+
+
+def test_spectral_shape_tracks_match_librosa(clip: np.ndarray) -> None:
+    import librosa
+
+    tracks = feats.voice_tracks(clip, config=VOICE)
+    centroid = librosa.feature.spectral_centroid(y=clip, sr=22_050)[0] / 1000
+    rolloff = librosa.feature.spectral_rolloff(y=clip, sr=22_050)[0] / 1000
+    flatness = librosa.feature.spectral_flatness(y=clip)[0]
+    np.testing.assert_allclose(_track(tracks, "centroid_khz"), centroid, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(_track(tracks, "rolloff_khz"), rolloff, atol=0.011)  # one bin
+    np.testing.assert_allclose(_track(tracks, "log_flatness"), np.log(flatness + 1e-6), atol=1e-2)
+
+
+def test_zero_crossings_of_a_sine_are_twice_its_frequency() -> None:
+    sine = np.sin(2 * np.pi * 1000.0 * np.arange(22_050) / 22_050).astype(np.float32)
+    inner = _track(feats.voice_tracks(sine, config=VOICE), "zero_crossings")[4:-4]  # edges are padded
+    np.testing.assert_allclose(inner, 2 * 1000.0 / 22_050, rtol=0.02)

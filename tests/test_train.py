@@ -11,6 +11,7 @@ import pytest
 from ser import train
 from ser.datasets import Corpus, LabelledClip
 from ser.errors import TrainingError, TrainingStopped
+from ser.features import VOICE_TRACKS
 from ser.models import ModelType, statistics_extractor
 from ser.train import Scores, TrainOptions, Validation
 
@@ -141,7 +142,9 @@ def test_holdout_learns_the_tiny_corpus(prepared: train.Prepared) -> None:
     assert len(result.history["val_accuracy"]) == 40
 
 
-@pytest.mark.parametrize("model_type", [ModelType.MFCC_CNN, ModelType.LOGMEL_CNN, ModelType.LOGMEL_FUSION])
+@pytest.mark.parametrize(
+    "model_type", [ModelType.MFCC_CNN, ModelType.LOGMEL_CNN, ModelType.LOGMEL_FUSION, ModelType.LOGMEL_VOICE]
+)
 def test_cnn_trains_on_frames(model_type: ModelType, tiny_corpus: Path, tmp_path: Path) -> None:
     options = TrainOptions(model_type=model_type, epochs=2)
     data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
@@ -163,8 +166,11 @@ def test_band_statistics_are_the_per_band_figures_of_the_clip() -> None:
     assert np.isfinite(one_frame).all()
 
 
-def test_the_fused_model_averages_its_cnn_and_its_statistics_head(tiny_corpus: Path, tmp_path: Path) -> None:
-    options = TrainOptions(model_type=ModelType.LOGMEL_FUSION, epochs=1)
+@pytest.mark.parametrize("model_type", [ModelType.LOGMEL_FUSION, ModelType.LOGMEL_VOICE])
+def test_the_fused_model_averages_its_cnn_and_its_statistics_head(
+    model_type: ModelType, tiny_corpus: Path, tmp_path: Path
+) -> None:
+    options = TrainOptions(model_type=model_type, epochs=1)
     data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
     reports: list[train.Progress] = []
     model, history = train.fit(data, np.arange(len(data.clips)), options, progress=reports.append)
@@ -175,6 +181,22 @@ def test_the_fused_model_averages_its_cnn_and_its_statistics_head(tiny_corpus: P
     clip = data.features[0][np.newaxis]
     expected = (cnn.predict_on_batch(clip) + head.predict_on_batch(extractor.predict_on_batch(clip))) / 2
     np.testing.assert_allclose(model.predict_on_batch(clip), expected, atol=1e-6)
+
+
+def test_voice_tracks_reach_the_statistics_head_and_not_the_cnn(tiny_corpus: Path, tmp_path: Path) -> None:
+    options = TrainOptions(model_type=ModelType.LOGMEL_VOICE, epochs=1)
+    data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
+    model, _ = train.fit(data, np.arange(len(data.clips)), options)
+    n_mels = options.features.n_mels
+    clip = data.features[0][np.newaxis]
+    assert clip.shape[-1] == n_mels + len(VOICE_TRACKS)
+    other_voice = clip.copy()
+    other_voice[..., n_mels:] = data.features[-1].mean(axis=0)[n_mels:]  # another clip's tracks
+    cnn, extractor, head = (model.get_layer(n) for n in ("logmel_cnn", "band_statistics", "statistics_head"))
+    np.testing.assert_allclose(cnn.predict_on_batch(other_voice), cnn.predict_on_batch(clip), atol=1e-6)
+    # Compared as log-probabilities: on the tiny corpus the head is all but certain.
+    head_outputs = [np.log(head.predict_on_batch(extractor.predict_on_batch(x)) + 1e-30) for x in (clip, other_voice)]
+    assert np.abs(head_outputs[0] - head_outputs[1]).max() > 0.1
 
 
 # --- unseen corpora ---------------------------------------------------------------------
