@@ -18,6 +18,10 @@ import numpy as np
 
 from .audio import active_level_dbfs
 
+# Bump whenever a function below changes its output for some config: cached training features
+# are keyed by it, and would otherwise be reused from the old code.
+FEATURE_CODE_VERSION = 2
+
 
 class FeatureKind(str, Enum):
     """What a model consumes."""
@@ -74,8 +78,8 @@ class FeatureConfig:
         return replace(cls(), **{**known, "kind": FeatureKind(known.get("kind", "mean_mfcc"))})
 
     def cache_key(self) -> str:
-        """A short stable digest, for caching features computed with this config."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
+        """A short stable digest, for caching features computed with this config by this code."""
+        text = json.dumps({**self.to_dict(), "code": FEATURE_CODE_VERSION}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -54,6 +54,12 @@ def test_config_round_trips_through_json() -> None:
     assert FeatureConfig().cache_key() != config.cache_key()
 
 
+def test_cache_key_changes_with_the_feature_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = FeatureConfig().cache_key()
+    monkeypatch.setattr(feats, "FEATURE_CODE_VERSION", feats.FEATURE_CODE_VERSION + 1)
+    assert FeatureConfig().cache_key() != before
+
+
 def _with_silent_edges(clip: np.ndarray) -> np.ndarray:
     quiet = np.random.default_rng(1).standard_normal(11_025).astype(np.float32) * 1e-4
     return np.concatenate([quiet, clip, quiet])
