@@ -722,6 +722,6 @@ heard** during training, which is what you can expect on a new voice, at best: r
 spontaneous speech is subtler than acted speech, and background noise, other languages and
 very short clips all make it worse. Recordings unlike the training corpora cost most: trained
 on one of the two corpora below and tested on the other (7 emotions), the default model's
-recipe scored 44% and 29%. Treat a result as a hint, not a verdict, and never use it to make
+recipe scored 50% and 28%. Treat a result as a hint, not a verdict, and never use it to make
 decisions about people.
 """
