@@ -717,9 +717,8 @@ carries the licence terms of those recordings.
 ABOUT = """
 The app guesses the emotion in a short clip of speech: it computes features of the sound
 (a log-mel spectrogram with, for the default model, how pitch, loudness and timbre move; or
-MFCCs) and passes them to a neural network trained on actors
-speaking with a given emotion. Each model's accuracy is measured on **speakers it never
-heard** during training, which is what you can expect on a new voice, at best: real,
+MFCCs) and passes them to a neural network trained on actors speaking with a given emotion.
+Each model's accuracy is measured on **speakers it never heard** during training, which is what you can expect on a new voice, at best: real,
 spontaneous speech is subtler than acted speech, and background noise, other languages and
 very short clips all make it worse. Recordings unlike the training corpora cost most: trained
 on one of the two corpora below and tested on the other (7 emotions), the default model's
