@@ -223,7 +223,7 @@ class TrainingJob:
                 return
             self.stage = "training"
             self.epochs = progress
-            if progress.stage.endswith(train.HEAD_STAGE):
+            if train.is_head_stage(progress.stage):
                 return  # the curves show the CNN's epochs only
             for key, value in progress.metrics.items():
                 self.history.setdefault(key, []).append(value)
@@ -718,7 +718,8 @@ def epochs_text(progress: Progress) -> str:
         figures.append(f"accuracy {m['accuracy']:.1%}")
     if "val_accuracy" in m:
         figures.append(f"held-out accuracy {m['val_accuracy']:.1%}")
-    step = "Statistics head: epoch" if progress.stage.endswith(train.HEAD_STAGE) else "Epoch"
+    head = progress.stage.rpartition(" · ")[2]  # e.g. "statistics head 2/3"
+    step = f"{head.capitalize()}: epoch" if train.is_head_stage(progress.stage) else "Epoch"
     return f"{step} {progress.done} / {progress.total}{_eta(progress)} · " + " · ".join(figures)
 
 

@@ -17,6 +17,8 @@ import numpy as np
 from .features import FeatureConfig, FeatureKind
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import keras
 
 
@@ -55,6 +57,7 @@ class Recipe:
     crop_s: float | None = None  # sequence models train on random crops of this length
     spec_augment: bool = False  # mask random time steps and feature bands in training crops
     statistics_head: bool = False  # also train an MLP on whole-clip band statistics; average both
+    statistics_heads: int = 1  # that many MLPs, each from its own random start, averaged first
 
     def crop_frames(self) -> int | None:
         if self.crop_s is None:
@@ -241,7 +244,9 @@ def statistics_extractor(n_bands: int) -> keras.Model:
     return keras.Model(inputs, band_statistics(inputs), name="band_statistics")
 
 
-def build_statistics_head(*, n_labels: int, train_statistics: np.ndarray) -> keras.Model:
+def build_statistics_head(
+    *, n_labels: int, train_statistics: np.ndarray, name: str = "statistics_head"
+) -> keras.Model:
     """A compiled MLP from band statistics to emotion probabilities."""
     import keras
     from keras import layers
@@ -255,14 +260,20 @@ def build_statistics_head(*, n_labels: int, train_statistics: np.ndarray) -> ker
         x = layers.Dense(width, activation="relu", kernel_regularizer=l2)(x)
         x = layers.Dropout(0.4)(x)
     outputs = layers.Dense(n_labels, activation="softmax")(x)
-    return _compile(keras.Model(inputs, outputs, name="statistics_head"), learning_rate=1e-3)
+    return _compile(keras.Model(inputs, outputs, name=name), learning_rate=1e-3)
 
 
-def fuse(cnn: keras.Model, extractor: keras.Model, head: keras.Model) -> keras.Model:
-    """One model whose output is the plain average of the CNN's and the head's probabilities."""
+def fuse(cnn: keras.Model, extractor: keras.Model, heads: Sequence[keras.Model]) -> keras.Model:
+    """One model whose output is the plain average of the CNN's and the heads' probabilities.
+
+    The heads are averaged first, so together they weigh as much as the CNN.
+    """
     import keras
     from keras import layers
 
     inputs = keras.Input(shape=cnn.inputs[0].shape[1:], name="frames")
-    average = layers.Average(name="emotion")([cnn(inputs), head(extractor(inputs))])
+    statistics = extractor(inputs)
+    heads_out = [head(statistics) for head in heads]
+    heads_mean = layers.Average(name="heads_average")(heads_out) if len(heads) > 1 else heads_out[0]
+    average = layers.Average(name="emotion")([cnn(inputs), heads_mean])
     return _compile(keras.Model(inputs, average, name="logmel_fusion"), learning_rate=1e-3)

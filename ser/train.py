@@ -76,7 +76,12 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
-HEAD_STAGE = "statistics head"  # stage names ending so report the fused model's second part
+HEAD_STAGE = "statistics head"  # stage names ending so (or so and "i/n") report the heads
+
+
+def is_head_stage(stage: str) -> bool:
+    """Whether a report comes from a fused model's statistics heads, not its CNN."""
+    return stage.rpartition(" · ")[2].startswith(HEAD_STAGE)
 
 
 @dataclass(frozen=True)
@@ -470,7 +475,9 @@ def fit(
     )
     _raise_if_stopped(stop, len(history.epoch))
     if recipe.statistics_head:
-        model = _add_statistics_head(model, features, y, progress=progress, stop=stop, stage=stage)
+        model = _add_statistics_head(
+            model, features, y, n_heads=recipe.statistics_heads, progress=progress, stop=stop, stage=stage
+        )
     return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
 
@@ -484,24 +491,33 @@ def _add_statistics_head(
     features: list[np.ndarray],
     y: np.ndarray,
     *,
+    n_heads: int,
     progress: ProgressFn | None,
     stop: threading.Event | None,
     stage: str,
 ) -> keras.Model:
-    """Train an MLP on each whole clip's band statistics, then average it with ``cnn``."""
+    """Train MLPs on each whole clip's band statistics, then average them with ``cnn``.
+
+    Averaging heads that differ only in their random start steadies the small, noisy head.
+    """
     extractor = statistics_extractor(features[0].shape[-1])
     statistics = _outputs_whole(extractor, features)
-    head = build_statistics_head(n_labels=y.shape[1], train_statistics=statistics)
-    history = head.fit(
-        statistics,
-        y,
-        epochs=STATISTICS_HEAD_EPOCHS,
-        batch_size=STATISTICS_HEAD_BATCH,
-        callbacks=[_reporter(f"{stage} · {HEAD_STAGE}", STATISTICS_HEAD_EPOCHS, progress, stop)],
-        verbose=0,
-    )
-    _raise_if_stopped(stop, len(history.epoch))
-    return fuse(cnn, extractor, head)
+    heads = []
+    for i in range(n_heads):
+        name = "statistics_head" if i == 0 else f"statistics_head_{i + 1}"
+        head = build_statistics_head(n_labels=y.shape[1], train_statistics=statistics, name=name)
+        which = f" {i + 1}/{n_heads}" if n_heads > 1 else ""
+        history = head.fit(
+            statistics,
+            y,
+            epochs=STATISTICS_HEAD_EPOCHS,
+            batch_size=STATISTICS_HEAD_BATCH,
+            callbacks=[_reporter(f"{stage} · {HEAD_STAGE}{which}", STATISTICS_HEAD_EPOCHS, progress, stop)],
+            verbose=0,
+        )
+        _raise_if_stopped(stop, len(history.epoch))
+        heads.append(head)
+    return fuse(cnn, extractor, heads)
 
 
 def _reporter(

@@ -167,19 +167,28 @@ def test_band_statistics_are_the_per_band_figures_of_the_clip() -> None:
 
 
 @pytest.mark.parametrize("model_type", [ModelType.LOGMEL_FUSION, ModelType.LOGMEL_VOICE])
-def test_the_fused_model_averages_its_cnn_and_its_statistics_head(
+def test_the_fused_model_averages_its_cnn_and_its_statistics_heads(
     model_type: ModelType, tiny_corpus: Path, tmp_path: Path
 ) -> None:
     options = TrainOptions(model_type=model_type, epochs=1)
+    n_heads = options.recipe.statistics_heads
     data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
     reports: list[train.Progress] = []
     model, history = train.fit(data, np.arange(len(data.clips)), options, progress=reports.append)
-    head_reports = [r for r in reports if r.stage.endswith(train.HEAD_STAGE)]
-    assert len(head_reports) == train.STATISTICS_HEAD_EPOCHS
+    head_reports = [r for r in reports if train.is_head_stage(r.stage)]
+    assert len(head_reports) == n_heads * train.STATISTICS_HEAD_EPOCHS
+    assert len({r.stage for r in head_reports}) == n_heads  # each head reports as itself
     assert len(history["loss"]) == 1  # the curves are the CNN's
-    cnn, extractor, head = (model.get_layer(n) for n in ("logmel_cnn", "band_statistics", "statistics_head"))
+    cnn, extractor = model.get_layer("logmel_cnn"), model.get_layer("band_statistics")
+    heads = [layer for layer in model.layers if layer.name.startswith("statistics_head")]
+    assert len(heads) == n_heads
     clip = data.features[0][np.newaxis]
-    expected = (cnn.predict_on_batch(clip) + head.predict_on_batch(extractor.predict_on_batch(clip))) / 2
+    statistics = extractor.predict_on_batch(clip)
+    heads_out = np.stack([head.predict_on_batch(statistics) for head in heads])
+    if n_heads > 1:  # each from its own random start
+        first_kernels = [np.asarray(head.trainable_weights[0]) for head in heads]
+        assert not np.allclose(first_kernels[0], first_kernels[1])
+    expected = (cnn.predict_on_batch(clip) + heads_out.mean(axis=0)) / 2
     np.testing.assert_allclose(model.predict_on_batch(clip), expected, atol=1e-6)
 
 
