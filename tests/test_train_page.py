@@ -18,7 +18,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import training_ui
-from ser import store
+from ser import store, train
 from ser.features import FeatureConfig
 from ser.models import ModelType
 from ser.train import Validation
@@ -232,6 +232,20 @@ def test_the_fused_model_trains_saves_and_recognises_from_the_pages(tiny_corpus:
     at.button(key="example").click().run()
     assert not at.exception, at.exception
     assert any("Most likely emotion in **example-speech.wav**" in c.value for c in at.main.caption)
+
+
+@pytest.mark.parametrize(
+    ("stage", "expected"),
+    [
+        ("fold 2/6", "Epoch 5 / 80"),
+        ("fold 2/6 · statistics head", "Statistics head: epoch 5 / 80"),
+        ("fold 2/6 · statistics head 3/3", "Statistics head 3/3: epoch 5 / 80"),
+    ],
+)
+def test_progress_says_which_network_is_training(stage: str, expected: str) -> None:
+    progress = train.Progress(stage, 5, 80, 10.0, {"loss": 0.5})
+    assert training_ui.epochs_text(progress).startswith(expected)
+    assert train.is_head_stage(stage) == ("head" in expected)
 
 
 # ---------------------------------------------------------------------------- bad data
