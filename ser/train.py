@@ -76,7 +76,7 @@ class Progress:
 
 
 ProgressFn = Callable[[Progress], None]
-HEAD_STAGE = "statistics head"  # stage names ending so (or so and "i/n") report the heads
+HEAD_STAGE = "statistics head"  # last part of a stage name (maybe with "i/n") that reports a head
 
 
 def is_head_stage(stage: str) -> bool:
