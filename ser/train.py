@@ -475,9 +475,7 @@ def fit(
     )
     _raise_if_stopped(stop, len(history.epoch))
     if recipe.statistics_head:
-        model = _add_statistics_head(
-            model, features, y, n_heads=recipe.statistics_heads, progress=progress, stop=stop, stage=stage
-        )
+        model = _add_statistics_head(model, features, y, recipe=recipe, progress=progress, stop=stop, stage=stage)
     return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
 
@@ -491,7 +489,7 @@ def _add_statistics_head(
     features: list[np.ndarray],
     y: np.ndarray,
     *,
-    n_heads: int,
+    recipe: Recipe,
     progress: ProgressFn | None,
     stop: threading.Event | None,
     stage: str,
@@ -500,9 +498,11 @@ def _add_statistics_head(
 
     Averaging heads that differ only in their random start steadies the small, noisy head.
     """
-    extractor = statistics_extractor(features[0].shape[-1])
+    extractor = statistics_extractor(
+        features[0].shape[-1], n_mels=recipe.features.n_mels, n_cepstra=recipe.head_cepstra
+    )
     statistics = _outputs_whole(extractor, features)
-    heads = []
+    heads, n_heads = [], recipe.statistics_heads
     for i in range(n_heads):
         name = "statistics_head" if i == 0 else f"statistics_head_{i + 1}"
         head = build_statistics_head(n_labels=y.shape[1], train_statistics=statistics, name=name)

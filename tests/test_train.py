@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.fft
 
 from ser import train
 from ser.datasets import Corpus, LabelledClip
@@ -155,15 +156,28 @@ def test_cnn_trains_on_frames(model_type: ModelType, tiny_corpus: Path, tmp_path
     assert result.model.inputs[0].shape[1] is None  # any clip length at prediction time
 
 
+def _per_band_figures(frames: np.ndarray) -> np.ndarray:
+    change = np.diff(frames, axis=1)
+    half_mean_change_power = (change**2).sum(axis=1) / (2 * frames.shape[1] - 1)  # frames doubled, see band_statistics
+    want = [frames.mean(1), frames.var(1), frames.min(1), frames.max(1), half_mean_change_power]
+    return np.concatenate(want, axis=1)
+
+
 def test_band_statistics_are_the_per_band_figures_of_the_clip() -> None:
     frames = np.random.default_rng(3).normal(-40.0, 10.0, size=(2, 9, 5)).astype(np.float32)
     got = statistics_extractor(5).predict_on_batch(frames)
-    change = np.diff(frames, axis=1)
-    half_mean_change_power = (change**2).sum(axis=1) / (2 * 9 - 1)  # frames doubled, see band_statistics
-    want = [frames.mean(1), frames.var(1), frames.min(1), frames.max(1), half_mean_change_power]
-    np.testing.assert_allclose(got, np.concatenate(want, axis=1), rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(got, _per_band_figures(frames), rtol=1e-4, atol=1e-2)
     one_frame = statistics_extractor(5).predict_on_batch(frames[:, :1])
     assert np.isfinite(one_frame).all()
+
+
+def test_cepstra_of_the_mel_bands_join_the_band_statistics() -> None:
+    """Columns: 6 'mel bands', then 2 'voice tracks' that the DCT must leave out."""
+    frames = np.random.default_rng(4).normal(-40.0, 10.0, size=(2, 9, 8)).astype(np.float32)
+    got = statistics_extractor(8, n_mels=6, n_cepstra=3).predict_on_batch(frames)
+    cepstra = scipy.fft.dct(frames[..., :6], type=2, norm="ortho", axis=-1)[..., 1:4]
+    want = _per_band_figures(np.concatenate([frames, cepstra], axis=-1))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-2)
 
 
 @pytest.mark.parametrize("model_type", [ModelType.LOGMEL_FUSION, ModelType.LOGMEL_VOICE])
@@ -203,6 +217,8 @@ def test_voice_tracks_reach_the_statistics_head_and_not_the_cnn(tiny_corpus: Pat
     other_voice[..., n_mels:] = data.features[-1].mean(axis=0)[n_mels:]  # another clip's tracks
     cnn, extractor, head = (model.get_layer(n) for n in ("logmel_cnn", "band_statistics", "statistics_head"))
     np.testing.assert_allclose(cnn.predict_on_batch(other_voice), cnn.predict_on_batch(clip), atol=1e-6)
+    n_columns = n_mels + len(VOICE_TRACKS) + options.recipe.head_cepstra  # cepstra of the bands too
+    assert extractor.predict_on_batch(clip).shape == (1, 5 * n_columns)
     # Compared as log-probabilities: on the tiny corpus the head is all but certain.
     head_outputs = [np.log(head.predict_on_batch(extractor.predict_on_batch(x)) + 1e-30) for x in (clip, other_voice)]
     assert np.abs(head_outputs[0] - head_outputs[1]).max() > 0.1
