@@ -29,7 +29,7 @@ class ModelType(str, Enum):
     MFCC_CNN = "mfcc_cnn"  # 1-D CNN over MFCC frames, mean+max pooling
     LOGMEL_CNN = "logmel_cnn"  # 2-D CNN over the log-mel spectrogram
     LOGMEL_FUSION = "logmel_fusion"  # that CNN averaged with a band-statistics MLP
-    LOGMEL_VOICE = "logmel_voice"  # the same, its MLP also fed statistics of voice tracks
+    LOGMEL_VOICE = "logmel_voice"  # the same, three MLPs also fed voice tracks and cepstra
 
     @property
     def title(self) -> str:
@@ -41,7 +41,7 @@ _TITLES = {
     ModelType.MFCC_CNN: "CNN on MFCC frames",
     ModelType.LOGMEL_CNN: "2-D CNN on log-mel spectrogram",
     ModelType.LOGMEL_FUSION: "Log-mel CNN + band-statistics MLP",
-    ModelType.LOGMEL_VOICE: "Log-mel CNN + band- and voice-statistics MLP",
+    ModelType.LOGMEL_VOICE: "Log-mel CNN + MLPs on band, cepstral and voice statistics",
 }
 
 
