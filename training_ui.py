@@ -63,8 +63,8 @@ MODEL_CAPTIONS = {  # by ModelType value
     "first so the microphone's gain does not sway it.",
     "logmel_fusion": "Slowest to train. The 2-D CNN, averaged with a small network on each "
     "band's statistics over the whole clip.",
-    "logmel_voice": "Slowest to train, most accurate. As the one above, and the small network "
-    "also reads how pitch, voicing, loudness and timbre move through the clip.",
+    "logmel_voice": "Slowest to train, most accurate. As the one above, with three small networks "
+    "that also read how pitch, voicing, loudness and timbre move through the clip.",
 }
 AUGMENT_LABELS = {
     Augmentation.NOISE: "Add background noise",
