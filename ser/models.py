@@ -246,7 +246,7 @@ def statistics_extractor(n_bands: int, *, n_mels: int = 0, n_cepstra: int = 0) -
 
     With ``n_cepstra``, the frames' cepstral coefficients 1 … n_cepstra (a DCT of the first
     ``n_mels`` columns, the log-mel bands) join the columns summarised: the variance, minimum
-    and maximum of a sum of bands are not sums of the bands' own statistics.
+    and maximum of a weighted sum of bands are not functions of the bands' own statistics.
     """
     import keras
     from keras import layers
@@ -264,7 +264,8 @@ def statistics_extractor(n_bands: int, *, n_mels: int = 0, n_cepstra: int = 0) -
 def cepstral_basis(n_bands: int, *, n_mels: int, n_cepstra: int) -> np.ndarray:
     """(n_bands, n_cepstra): the orthonormal DCT-II of the first ``n_mels`` columns, from c1.
 
-    c0, the mean level, is left out (the models level every clip); other columns get zeros.
+    c0, the frame's mean level, is left out (the loudness track follows it); the columns after
+    the bands (the voice tracks) get zeros.
     """
     mel = np.arange(n_mels)[:, np.newaxis]
     order = np.arange(1, n_cepstra + 1)[np.newaxis, :]
