@@ -56,8 +56,7 @@ class Recipe:
     class_weights: bool = True  # balance the classes (RAVDESS has half as many neutral clips)
     crop_s: float | None = None  # sequence models train on random crops of this length
     spec_augment: bool = False  # mask random time steps and feature bands in training crops
-    statistics_head: bool = False  # also train an MLP on whole-clip band statistics; average both
-    statistics_heads: int = 1  # that many MLPs, each from its own random start, averaged first
+    statistics_heads: int = 0  # MLPs on whole-clip band statistics, averaged, then with the network
     head_cepstra: int = 0  # the heads also read statistics of this many cepstral coefficients
 
     def crop_frames(self) -> int | None:
@@ -95,7 +94,7 @@ RECIPES: dict[ModelType, Recipe] = {
 }
 # The two see the clip differently (3 s crops vs whole-clip statistics), so their errors differ
 # and their average beats either alone.
-RECIPES[ModelType.LOGMEL_FUSION] = replace(RECIPES[ModelType.LOGMEL_CNN], statistics_head=True)
+RECIPES[ModelType.LOGMEL_FUSION] = replace(RECIPES[ModelType.LOGMEL_CNN], statistics_heads=1)
 # Pitch, voicing, loudness and spectral-shape tracks ride beside the mel bands: the CNN sees
 # only the bands, the head the statistics of both.
 # Its heads also read statistics of 20 cepstral coefficients, and three of them are averaged:
@@ -262,15 +261,15 @@ def statistics_extractor(n_bands: int, *, n_mels: int = 0, n_cepstra: int = 0) -
 
 
 def cepstral_basis(n_bands: int, *, n_mels: int, n_cepstra: int) -> np.ndarray:
-    """(n_bands, n_cepstra): the orthonormal DCT-II of the first ``n_mels`` columns, from c1.
+    """(n_bands, n_cepstra): the DCT-II (ortho, as for MFCCs) of the first ``n_mels`` columns, from c1.
 
     c0, the frame's mean level, is left out (the loudness track follows it); the columns after
     the bands (the voice tracks) get zeros.
     """
-    mel = np.arange(n_mels)[:, np.newaxis]
-    order = np.arange(1, n_cepstra + 1)[np.newaxis, :]
+    import scipy.fft
+
     basis = np.zeros((n_bands, n_cepstra), dtype=np.float32)
-    basis[:n_mels] = np.sqrt(2.0 / n_mels) * np.cos(np.pi * order * (2 * mel + 1) / (2 * n_mels))
+    basis[:n_mels] = scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=1)[:, 1 : n_cepstra + 1]
     return basis
 
 

@@ -474,8 +474,8 @@ def fit(
         verbose=0,
     )
     _raise_if_stopped(stop, len(history.epoch))
-    if recipe.statistics_head:
-        model = _add_statistics_head(model, features, y, recipe=recipe, progress=progress, stop=stop, stage=stage)
+    if recipe.statistics_heads:
+        model = _add_statistics_heads(model, features, y, recipe=recipe, progress=progress, stop=stop, stage=stage)
     return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
 
@@ -484,7 +484,7 @@ def _raise_if_stopped(stop: threading.Event | None, epochs_done: int) -> None:
         raise TrainingStopped(f"Training stopped after {epochs_done} epochs; nothing was saved.")
 
 
-def _add_statistics_head(
+def _add_statistics_heads(
     cnn: keras.Model,
     features: list[np.ndarray],
     y: np.ndarray,
