@@ -8,9 +8,9 @@ prediction needs. Only built-in layers are used, so models load with ``safe_mode
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -58,6 +58,13 @@ class Recipe:
     spec_augment: bool = False  # mask random time steps and feature bands in training crops
     statistics_heads: int = 0  # MLPs on whole-clip band statistics, averaged, then with the network
     head_cepstra: int = 0  # the heads also read statistics of this many cepstral coefficients
+
+    def training_settings(self) -> dict[str, Any]:
+        """The settings beyond features, epochs and batch size, which are saved on their own."""
+        settings = asdict(self)
+        for saved_elsewhere in ("features", "epochs", "batch_size"):
+            del settings[saved_elsewhere]
+        return settings
 
     def crop_frames(self) -> int | None:
         if self.crop_s is None:
@@ -295,14 +302,25 @@ def build_statistics_head(
 def fuse(cnn: keras.Model, extractor: keras.Model, heads: Sequence[keras.Model]) -> keras.Model:
     """One model whose output is the plain average of the CNN's and the heads' probabilities.
 
-    The heads are averaged first, so together they weigh as much as the CNN.
+    The heads are averaged first, so together they weigh as much as the CNN. The parts are
+    done training: they drop their optimizers, which the fused file need not carry.
     """
     import keras
     from keras import layers
 
+    for part in (cnn, *heads):
+        _forget_optimizer(part)
     inputs = keras.Input(shape=cnn.inputs[0].shape[1:], name="frames")
     statistics = extractor(inputs)
     heads_out = [head(statistics) for head in heads]
     heads_mean = layers.Average(name="heads_average")(heads_out) if len(heads) > 1 else heads_out[0]
     average = layers.Average(name="emotion")([cnn(inputs), heads_mean])
     return _compile(keras.Model(inputs, average, name="logmel_fusion"), learning_rate=1e-3)
+
+
+def _forget_optimizer(model: keras.Model) -> None:
+    """Else a part's Adam moments are saved inside the fused model: two thirds of the file,
+    never read by prediction. (A ``clone_model`` copy would not do: it is compiled again.)
+    """
+    model.optimizer = None
+    model.compiled = False

@@ -115,6 +115,7 @@ class TrainOptions:
             "augment": [a.value for a in self.augment],
             "validation": self.validation.value,
             "seed": self.seed,
+            "recipe": self.recipe.training_settings(),  # e.g. how many heads: recipes change
         }
 
 

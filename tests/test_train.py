@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import threading
+import zipfile
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -221,11 +224,18 @@ def test_voice_tracks_reach_the_statistics_head_and_not_the_cnn(tiny_corpus: Pat
     n_columns = n_mels + len(VOICE_TRACKS) + options.recipe.head_cepstra  # cepstra of the bands too
     assert extractor.predict_on_batch(clip).shape == (1, 5 * n_columns)
     model.save(tmp_path / "voice.keras")  # the fixed DCT travels with the file and loads safely
+    assert _parts_with_optimizer_state(tmp_path / "voice.keras") == []  # weights only, no training state
     loaded = keras.saving.load_model(tmp_path / "voice.keras", safe_mode=True, compile=False)  # as the store
     np.testing.assert_allclose(loaded.predict_on_batch(clip), model.predict_on_batch(clip), atol=1e-6)
     # Compared as log-probabilities: on the tiny corpus the head is all but certain.
     head_outputs = [np.log(head.predict_on_batch(extractor.predict_on_batch(x)) + 1e-30) for x in (clip, other_voice)]
     assert np.abs(head_outputs[0] - head_outputs[1]).max() > 0.1
+
+
+def _parts_with_optimizer_state(path: Path) -> list[str]:
+    """The sub-models of a saved ``.keras`` file that carry an optimizer's variables."""
+    with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5"))) as weights:
+        return [name for name, part in weights["layers"].items() if "optimizer" in part]
 
 
 # --- unseen corpora ---------------------------------------------------------------------
