@@ -58,6 +58,8 @@ class Recipe:
     spec_augment: bool = False  # mask random time steps and feature bands in training crops
     statistics_heads: int = 0  # MLPs on whole-clip band statistics, averaged, then with the network
     head_cepstra: int = 0  # the heads also read statistics of this many cepstral coefficients
+    head_smoothing_frames: int = 0  # ... and extremes of the columns' moving average over this many frames
+    head_shape_moments: bool = False  # ... and the columns' skewness and kurtosis
 
     def training_settings(self) -> dict[str, Any]:
         """The settings beyond features, epochs and batch size, which are saved on their own."""
@@ -225,10 +227,15 @@ def _build_logmel_cnn(*, n_labels: int, train_features: np.ndarray, n_mels: int)
 # --- the band-statistics head of LOGMEL_FUSION ----------------------------------------------
 
 
-def band_statistics(frames: keras.KerasTensor) -> keras.KerasTensor:
+def band_statistics(
+    frames: keras.KerasTensor, *, smoothing_frames: int = 0, shape_moments: bool = False
+) -> keras.KerasTensor:
     """Per band over the clip: mean, variance, minimum, maximum and mean squared change.
 
-    Built from stock layers so the fused model stays loadable with ``safe_mode=True``.
+    With ``smoothing_frames``, also the minimum and maximum of the bands' moving average over
+    that many frames: extremes of a stretch of speech rather than of one frame. With
+    ``shape_moments``, also each band's skewness and kurtosis. Built from stock layers so the
+    fused model stays loadable with ``safe_mode=True``.
     """
     from keras import layers
 
@@ -237,18 +244,38 @@ def band_statistics(frames: keras.KerasTensor) -> keras.KerasTensor:
     variance = layers.Subtract()(
         [average()(layers.Multiply()([frames, frames])), layers.Multiply()([mean, mean])]
     )
-    maximum = layers.GlobalMaxPooling1D()(frames)
-    minimum = layers.Rescaling(-1.0)(layers.GlobalMaxPooling1D()(layers.Rescaling(-1.0)(frames)))
     # Each frame twice, so even a one-frame clip has a frame-to-frame change (zero, not NaN);
     # this halves the figure for every clip alike, which the head's scaling absorbs.
     doubled = layers.UpSampling1D(2)(frames)
     change = layers.Subtract()([layers.Cropping1D((1, 0))(doubled), layers.Cropping1D((0, 1))(doubled)])
     change_power = average()(layers.Multiply()([change, change]))
-    return layers.Concatenate()([mean, variance, minimum, maximum, change_power])
+    figures = [mean, variance, _minimum(frames), _maximum(frames), change_power]
+    if smoothing_frames:
+        smooth = layers.AveragePooling1D(smoothing_frames, strides=1, padding="same")(frames)
+        figures += [_minimum(smooth), _maximum(smooth)]
+    if shape_moments:  # of each band standardised over the clip
+        z = layers.LayerNormalization(axis=1, center=False, scale=False, epsilon=1e-6)(frames)
+        z_squared = layers.Multiply()([z, z])
+        figures += [average()(layers.Multiply()([z_squared, z])), average()(layers.Multiply()([z_squared, z_squared]))]
+    return layers.Concatenate()(figures)
 
 
-def statistics_extractor(n_bands: int, *, n_mels: int = 0, n_cepstra: int = 0) -> keras.Model:
-    """Frames (any length) to their band statistics; its only weights are fixed.
+def _maximum(frames: keras.KerasTensor) -> keras.KerasTensor:
+    from keras import layers
+
+    return layers.GlobalMaxPooling1D()(frames)
+
+
+def _minimum(frames: keras.KerasTensor) -> keras.KerasTensor:
+    from keras import layers
+
+    return layers.Rescaling(-1.0)(layers.GlobalMaxPooling1D()(layers.Rescaling(-1.0)(frames)))
+
+
+def statistics_extractor(
+    n_bands: int, *, n_mels: int = 0, n_cepstra: int = 0, smoothing_frames: int = 0, shape_moments: bool = False
+) -> keras.Model:
+    """Frames (any length) to their band statistics (see ``band_statistics``); its only weights are fixed.
 
     With ``n_cepstra``, the frames' cepstral coefficients 1 … n_cepstra (a DCT of the first
     ``n_mels`` columns, the log-mel bands) join the columns summarised: the variance, minimum
@@ -264,7 +291,8 @@ def statistics_extractor(n_bands: int, *, n_mels: int = 0, n_cepstra: int = 0) -
         cepstra = dct(inputs)
         dct.set_weights([cepstral_basis(n_bands, n_mels=n_mels, n_cepstra=n_cepstra)])
         frames = layers.Concatenate()([inputs, cepstra])
-    return keras.Model(inputs, band_statistics(frames), name="band_statistics")
+    statistics = band_statistics(frames, smoothing_frames=smoothing_frames, shape_moments=shape_moments)
+    return keras.Model(inputs, statistics, name="band_statistics")
 
 
 def cepstral_basis(n_bands: int, *, n_mels: int, n_cepstra: int) -> np.ndarray:

@@ -500,7 +500,11 @@ def _add_statistics_heads(
     Averaging heads that differ only in their random start steadies the small, noisy head.
     """
     extractor = statistics_extractor(
-        features[0].shape[-1], n_mels=recipe.features.n_mels, n_cepstra=recipe.head_cepstra
+        features[0].shape[-1],
+        n_mels=recipe.features.n_mels,
+        n_cepstra=recipe.head_cepstra,
+        smoothing_frames=recipe.head_smoothing_frames,
+        shape_moments=recipe.head_shape_moments,
     )
     statistics = _outputs_whole(extractor, features)
     heads, n_heads = [], recipe.statistics_heads

@@ -184,6 +184,18 @@ def test_cepstra_of_the_mel_bands_join_the_band_statistics() -> None:
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-2)
 
 
+def test_smoothed_extremes_and_shape_moments_join_the_band_statistics() -> None:
+    frames = np.random.default_rng(5).normal(-40.0, 10.0, size=(2, 12, 3)).astype(np.float32)
+    got = statistics_extractor(3, smoothing_frames=5, shape_moments=True).predict_on_batch(frames)
+    # The moving average over the frames present: windows at the ends are shorter, not padded.
+    smooth = np.stack([frames[:, max(0, t - 2) : t + 3].mean(axis=1) for t in range(12)], axis=1)
+    z = (frames - frames.mean(axis=1, keepdims=True)) / frames.std(axis=1, keepdims=True)
+    want = [_per_band_figures(frames), smooth.min(1), smooth.max(1), (z**3).mean(1), (z**4).mean(1)]
+    np.testing.assert_allclose(got, np.concatenate(want, axis=1), rtol=1e-3, atol=1e-2)
+    one_frame = statistics_extractor(3, smoothing_frames=5, shape_moments=True).predict_on_batch(frames[:, :1])
+    assert np.isfinite(one_frame).all()
+
+
 @pytest.mark.parametrize("model_type", [ModelType.LOGMEL_FUSION, ModelType.LOGMEL_VOICE])
 def test_the_fused_model_averages_its_cnn_and_its_statistics_heads(
     model_type: ModelType, tiny_corpus: Path, tmp_path: Path
