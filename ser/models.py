@@ -106,13 +106,15 @@ RECIPES: dict[ModelType, Recipe] = {
 RECIPES[ModelType.LOGMEL_FUSION] = replace(RECIPES[ModelType.LOGMEL_CNN], statistics_heads=1)
 # Pitch, voicing, loudness and spectral-shape tracks ride beside the mel bands: the CNN sees
 # only the bands, the head the statistics of both.
-# Its heads also read statistics of 20 cepstral coefficients, and three of them are averaged:
-# each screened as a gain on folds 1, 3 and 5 (README).
+# Its heads also read statistics of 20 cepstral coefficients, smoothed extremes and shape
+# moments, and three of them are averaged: each screened as a gain on folds 1, 3 and 5 (README).
 RECIPES[ModelType.LOGMEL_VOICE] = replace(
     RECIPES[ModelType.LOGMEL_FUSION],
     features=replace(RECIPES[ModelType.LOGMEL_FUSION].features, kind=FeatureKind.LOGMEL_VOICE_FRAMES),
     statistics_heads=3,
     head_cepstra=20,
+    head_smoothing_frames=9,  # about 0.2 s
+    head_shape_moments=True,
 )
 
 STATISTICS_HEAD_EPOCHS = 80

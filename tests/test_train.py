@@ -234,7 +234,7 @@ def test_voice_tracks_reach_the_statistics_head_and_not_the_cnn(tiny_corpus: Pat
     cnn, extractor, head = (model.get_layer(n) for n in ("logmel_cnn", "band_statistics", "statistics_head"))
     np.testing.assert_allclose(cnn.predict_on_batch(other_voice), cnn.predict_on_batch(clip), atol=1e-6)
     n_columns = n_mels + len(VOICE_TRACKS) + options.recipe.head_cepstra  # cepstra of the bands too
-    assert extractor.predict_on_batch(clip).shape == (1, 5 * n_columns)
+    assert extractor.predict_on_batch(clip).shape == (1, 9 * n_columns)  # 5 statistics, 2 smoothed extremes, 2 shape moments
     model.save(tmp_path / "voice.keras")  # the fixed DCT travels with the file and loads safely
     assert _parts_with_optimizer_state(tmp_path / "voice.keras") == []  # weights only, no training state
     loaded = keras.saving.load_model(tmp_path / "voice.keras", safe_mode=True, compile=False)  # as the store
