@@ -258,7 +258,9 @@ def band_statistics(
     if shape_moments:  # of each band standardised over the clip
         z = layers.LayerNormalization(axis=1, center=False, scale=False, epsilon=1e-6)(frames)
         z_squared = layers.Multiply()([z, z])
-        figures += [average()(layers.Multiply()([z_squared, z])), average()(layers.Multiply()([z_squared, z_squared]))]
+        skewness = average()(layers.Multiply()([z_squared, z]))
+        kurtosis = average()(layers.Multiply()([z_squared, z_squared]))
+        figures += [skewness, kurtosis]
     return layers.Concatenate()(figures)
 
 
