@@ -722,6 +722,6 @@ Each model's accuracy is measured on **speakers it never heard** during training
 spontaneous speech is subtler than acted speech, and background noise, other languages and
 very short clips all make it worse. Recordings unlike the training corpora cost most: trained
 on one of the two corpora below and tested on the other (7 emotions), the default model's
-recipe scored 54% and 25%. Treat a result as a hint, not a verdict, and never use it to make
+recipe scored 54% and 26%. Treat a result as a hint, not a verdict, and never use it to make
 decisions about people.
 """
