@@ -334,14 +334,11 @@ def build_statistics_head(
 def fuse(cnn: keras.Model, extractor: keras.Model, heads: Sequence[keras.Model]) -> keras.Model:
     """One model whose output is the plain average of the CNN's and the heads' probabilities.
 
-    The heads are averaged first, so together they weigh as much as the CNN. The parts are
-    done training: they drop their optimizers, which the fused file need not carry.
+    The heads are averaged first, so together they weigh as much as the CNN.
     """
     import keras
     from keras import layers
 
-    for part in (cnn, *heads):
-        _forget_optimizer(part)
     inputs = keras.Input(shape=cnn.inputs[0].shape[1:], name="frames")
     statistics = extractor(inputs)
     heads_out = [head(statistics) for head in heads]
@@ -350,9 +347,15 @@ def fuse(cnn: keras.Model, extractor: keras.Model, heads: Sequence[keras.Model])
     return _compile(keras.Model(inputs, average, name="logmel_fusion"), learning_rate=1e-3)
 
 
-def _forget_optimizer(model: keras.Model) -> None:
-    """Else a part's Adam moments are saved inside the fused model: two thirds of the file,
-    never read by prediction. (A ``clone_model`` copy would not do: it is compiled again.)
+def forget_training_state(model: keras.Model) -> keras.Model:
+    """``model``, done training, and its sub-models (a fused model's parts) drop their optimizers.
+
+    Else their Adam moments are saved with the model: up to two thirds of the file, never read
+    by prediction. (A ``clone_model`` copy would not do: it is compiled again.)
     """
-    model.optimizer = None
-    model.compiled = False
+    import keras
+
+    for part in (model, *(layer for layer in model.layers if isinstance(layer, keras.Model))):
+        part.optimizer = None
+        part.compiled = False
+    return model

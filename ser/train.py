@@ -34,6 +34,7 @@ from .models import (
     Recipe,
     build_model,
     build_statistics_head,
+    forget_training_state,
     fuse,
     statistics_extractor,
 )
@@ -448,7 +449,8 @@ def fit(
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Train one network on ``train_index``; per-epoch figures go to ``progress``.
 
-    Fixed epochs, no early stopping: the held-out side is watched, never used to choose.
+    Fixed epochs, no early stopping: the held-out side is watched, never used to choose. The
+    model returned is for prediction: it carries no optimizer state.
     """
     import keras
 
@@ -477,7 +479,7 @@ def fit(
     _raise_if_stopped(stop, len(history.epoch))
     if recipe.statistics_heads:
         model = _add_statistics_heads(model, features, y, recipe=recipe, progress=progress, stop=stop, stage=stage)
-    return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
+    return forget_training_state(model), {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
 
 def _raise_if_stopped(stop: threading.Event | None, epochs_done: int) -> None:

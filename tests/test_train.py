@@ -245,9 +245,24 @@ def test_voice_tracks_reach_the_statistics_head_and_not_the_cnn(tiny_corpus: Pat
 
 
 def _parts_with_optimizer_state(path: Path) -> list[str]:
-    """The sub-models of a saved ``.keras`` file that carry an optimizer's variables."""
+    """The model of a saved ``.keras`` file ("/") and sub-models that carry an optimizer's variables."""
     with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5"))) as weights:
-        return [name for name, part in weights["layers"].items() if "optimizer" in part]
+        parts = {"/": weights, **dict(weights["layers"].items())}
+        return [name for name, part in parts.items() if "optimizer" in part]
+
+
+def test_a_trained_model_is_saved_without_optimizer_state(tiny_corpus: Path, tmp_path: Path) -> None:
+    options = TrainOptions(model_type=ModelType.MFCC_LSTM, epochs=2)
+    data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
+    model, _ = train.fit(data, np.arange(len(data.clips)), options)
+    model.save(tmp_path / "lstm.keras")
+    assert _parts_with_optimizer_state(tmp_path / "lstm.keras") == []
+
+
+def test_shipped_models_carry_no_optimizer_state() -> None:
+    shipped = sorted(Path(__file__).parent.parent.joinpath("models").glob("*.keras"))
+    assert len(shipped) >= 2
+    assert {path.name: _parts_with_optimizer_state(path) for path in shipped} == {path.name: [] for path in shipped}
 
 
 # --- unseen corpora ---------------------------------------------------------------------
