@@ -42,7 +42,6 @@ QUIET_DBFS = -45.0  # flags ~7% of RAVDESS clips and no TESS clip
 CLIPPED_LEVEL = 0.99  # |sample| at or above this counts as clipped
 CLIPPED_FRACTION = 0.005
 MIN_SPEECH_S = 1.0  # training clips hold about 1-2.5 s of speech
-MIN_SOURCE_RATE_HZ = 16_000  # below this, recordings lack the top of the speech band
 
 _SUPPORTED = ", ".join(SUPPORTED_FORMATS)
 _UNKNOWN_FRAMES = 2**63 - 1  # libsndfile's SF_COUNT_MAX: the header does not state a length
@@ -381,7 +380,7 @@ def assess_quality(audio: Audio) -> list[str]:
             f"The file seems to be cut short: only the first {audio.duration_s:.1f} s "
             "could be decoded."
         )
-    if audio.source_sample_rate_hz < MIN_SOURCE_RATE_HZ:
+    if audio.source_sample_rate_hz < audio.sample_rate_hz:  # see ser.bench channels
         caveats.append(
             f"The recording's sample rate is low ({audio.source_sample_rate_hz / 1000:g} kHz), "
             "so it lacks high frequencies the model learnt from."
@@ -405,6 +404,26 @@ def assess_quality(audio: Audio) -> list[str]:
             "the model learnt from, so the result may be less reliable."
         )
     return caveats
+
+
+# ---------------------------------------------------------------------------- channels
+# What another corpus or microphone may do to a clip: for training variants and for
+# measuring a model's robustness (``python -m ser.bench channels``).
+
+
+def band_limited(samples: np.ndarray, *, sample_rate_hz: int, source_rate_hz: int) -> np.ndarray:
+    """``samples`` as if recorded at ``source_rate_hz``: nothing above half that rate."""
+    if source_rate_hz >= sample_rate_hz:
+        return samples
+    down = resample(samples, from_rate_hz=sample_rate_hz, to_rate_hz=source_rate_hz)
+    return resample(down, from_rate_hz=source_rate_hz, to_rate_hz=sample_rate_hz)[: len(samples)]
+
+
+def with_noise(samples: np.ndarray, *, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """``samples`` plus white noise ``snr_db`` below their overall RMS level."""
+    rms = np.sqrt(np.mean(samples**2)) + 1e-9
+    noise = rng.standard_normal(len(samples)).astype(np.float32)
+    return samples + noise * rms / (10 ** (snr_db / 20))
 
 
 # ---------------------------------------------------------------------------- playback

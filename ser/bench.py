@@ -9,6 +9,11 @@ a cold cache and again from the warm cache.
 
 ``python -m ser.bench gain --data DIR``: how often each shipped model gives the same answer
 when a clip is played quieter or louder (its answer at the recorded level is the reference).
+
+``python -m ser.bench channels --data DIR ...``: trains a model type on one RAVDESS fold's
+training side and scores the held-out actors as recorded (the reference), band-limited as
+by a 16 kHz or 8 kHz recording, and with white noise: what a corpus or microphone unlike
+the training data does to accuracy.
 """
 
 from __future__ import annotations
@@ -121,6 +126,41 @@ def gain(folders: list[Path], n_clips: int) -> None:
         print(f"{info.name:<16} {shares}")
 
 
+def _channels(sample_rate_hz: int) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    from .audio import band_limited, with_noise
+
+    def source(rate_hz: int) -> Callable[[np.ndarray], np.ndarray]:
+        return lambda x: band_limited(x, sample_rate_hz=sample_rate_hz, source_rate_hz=rate_hz)
+
+    return {
+        "as recorded": lambda x: x,
+        "16 kHz source (nothing above 8 kHz)": source(16_000),
+        "8 kHz source (nothing above 4 kHz)": source(8_000),
+        "white noise at 20 dB SNR": lambda x: with_noise(x, snr_db=20.0, rng=np.random.default_rng(len(x))),
+    }
+
+
+def channels(folders: list[Path], model_type: str, fold: int) -> None:
+    from . import features as feats
+    from .audio import load_audio
+    from .cli import progress_bar
+    from .models import ModelType
+    from .train import TrainOptions, fit, prepare, ravdess_folds, score_features
+
+    options = TrainOptions(model_type=ModelType(model_type))
+    data = prepare(folders, options, progress=progress_bar)
+    train_index, test_index = ravdess_folds(data.clips)[fold - 1]
+    model, _ = fit(data, train_index, options, progress=progress_bar, stage=f"fold {fold}")
+    config, targets = options.features, data.targets[test_index]
+    recorded = [load_audio(data.clips[i].path, sample_rate_hz=config.sample_rate_hz).samples for i in test_index]
+    print(f"{model_type} at {config.sample_rate_hz} Hz, trained on {len(train_index)} clips; "
+          f"held out: RAVDESS fold {fold}, {len(test_index)} clips")
+    for name, channel in _channels(config.sample_rate_hz).items():
+        heard = [feats.extract(channel(x), config=config) for x in recorded]
+        scores = score_features(model, heard, targets, data.labels)
+        print(f"{name:<40} accuracy {scores.accuracy:6.1%}   UAR {scores.uar:6.1%}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ser.bench")
     sub = parser.add_subparsers(dest="what", required=True)
@@ -132,13 +172,19 @@ def main(argv: list[str] | None = None) -> int:
     lvl = sub.add_parser("gain")
     lvl.add_argument("--data", action="append", type=Path, required=True)
     lvl.add_argument("--clips", type=int, default=200)
+    chan = sub.add_parser("channels")
+    chan.add_argument("--data", action="append", type=Path, required=True, help="RAVDESS, and any corpora to train on too")
+    chan.add_argument("--model-type", default="logmel_voice")
+    chan.add_argument("--fold", type=int, choices=range(1, 7), default=1)
     args = parser.parse_args(argv)
     if args.what == "latency":
         latency(args.model, args.repeats)
     elif args.what == "features":
         features(args.data)
-    else:
+    elif args.what == "gain":
         gain(args.data, args.clips)
+    else:
+        channels(args.data, args.model_type, args.fold)
     return 0
 
 

@@ -21,7 +21,7 @@ from .models import ModelType
 from .train import Augmentation, Prepared, Progress, TrainOptions, Validation
 
 
-def _progress_bar(progress: Progress) -> None:
+def progress_bar(progress: Progress) -> None:
     """A one-line progress bar on stderr, redrawn in place."""
     width = 30
     filled = int(width * progress.done / max(1, progress.total))
@@ -99,15 +99,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     validate_name(args.name)
     options = _options(args)
-    data = train.prepare(args.data, options, progress=_progress_bar)
+    data = train.prepare(args.data, options, progress=progress_bar)
     _print_prepared(data)
     if args.keep_holdout_model and args.folds:
         raise SERError("--keep-holdout-model goes with the single hold-out, not with --folds.")
     held = None
     if args.folds:
-        evaluation = train.cross_validate(data, options, n_folds=args.folds, progress=_progress_bar).to_dict()
+        evaluation = train.cross_validate(data, options, n_folds=args.folds, progress=progress_bar).to_dict()
     else:
-        held = train.train_holdout(data, options, progress=_progress_bar)
+        held = train.train_holdout(data, options, progress=progress_bar)
         evaluation = train.holdout_evaluation(held)
     print(f"speaker-independent: accuracy {evaluation['mean_accuracy']:.1%}, UAR {evaluation['mean_uar']:.1%}"
           f" ({evaluation['protocol']})", file=sys.stderr)
@@ -115,7 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model, train_index = held.model, held.train_index
     else:
         train_index = np.arange(len(data.clips))
-        model, _ = train.fit(data, train_index, options, progress=_progress_bar, stage="final model")
+        model, _ = train.fit(data, train_index, options, progress=progress_bar, stage="final model")
     command = "python -m ser " + shlex.join(_without_models_dir(args.argv or sys.argv[1:]))
     meta = train.metadata(data, options, evaluation=evaluation, command=command,
                           shipped=args.shipped, train_index=train_index)
@@ -140,14 +140,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.test_data:
         if args.folds is not None:
             raise SERError("--folds goes with cross-validation, not with --test-data.")
-        data, split = train.prepare_across_corpora(args.data, args.test_data, options, progress=_progress_bar)
+        data, split = train.prepare_across_corpora(args.data, args.test_data, options, progress=progress_bar)
         _print_prepared(data)
-        evaluation = train.evaluate_across_corpora(data, split, options, progress=_progress_bar)
+        evaluation = train.evaluate_across_corpora(data, split, options, progress=progress_bar)
     else:
-        data = train.prepare(args.data, options, progress=_progress_bar)
+        data = train.prepare(args.data, options, progress=progress_bar)
         _print_prepared(data)
         n_folds = train.RAVDESS_FOLDS if args.folds is None else args.folds  # an explicit 0 is not 6
-        evaluation = train.cross_validate(data, options, n_folds=n_folds, progress=_progress_bar)
+        evaluation = train.cross_validate(data, options, n_folds=n_folds, progress=progress_bar)
     result = evaluation.to_dict()
     if args.json:
         print(json.dumps(result))

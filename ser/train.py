@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .audio import with_noise
 from .datasets import LabelledClip, ScanReport, ravdess_actor, scan
 from .emotions import ALL_EMOTIONS
 from .errors import SERError, TrainingError, TrainingStopped
@@ -141,10 +142,7 @@ def _augment(samples: np.ndarray, augmentation: str, *, sample_rate_hz: int, see
         return samples
     rng = np.random.default_rng(seed)
     if augmentation == Augmentation.NOISE.value:
-        snr_db = rng.uniform(15, 30)
-        rms = np.sqrt(np.mean(samples**2)) + 1e-9
-        noise = rng.standard_normal(len(samples)).astype(np.float32)
-        return samples + noise * rms / (10 ** (snr_db / 20))
+        return with_noise(samples, snr_db=rng.uniform(15, 30), rng=rng)
     import librosa
 
     if augmentation == Augmentation.PITCH.value:
@@ -589,12 +587,17 @@ class Scores:
 
 def score(model: keras.Model, data: Prepared, test_index: np.ndarray) -> Scores:
     """Scores on the held-out clips, each clip predicted whole, as in the app."""
-    n = len(data.labels)
-    confusion = np.zeros((n, n), dtype=np.int64)
-    predicted = _predict_whole(model, [data.features[i] for i in test_index])
-    for true, guess in zip(data.targets[test_index], predicted, strict=True):
+    return score_features(model, [data.features[i] for i in test_index], data.targets[test_index], data.labels)
+
+
+def score_features(
+    model: keras.Model, features: list[np.ndarray], targets: np.ndarray, labels: tuple[str, ...]
+) -> Scores:
+    """Scores of ``model`` on clips' features, each clip predicted whole."""
+    confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for true, guess in zip(targets, _predict_whole(model, features), strict=True):
         confusion[true, guess] += 1
-    return Scores(data.labels, confusion)
+    return Scores(labels, confusion)
 
 
 def _predict_whole(model: keras.Model, features: list[np.ndarray]) -> np.ndarray:

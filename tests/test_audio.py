@@ -541,6 +541,48 @@ def test_a_low_source_rate_is_flagged() -> None:
     ]
 
 
+@pytest.mark.parametrize(("source_rate_hz", "model_rate_hz", "flagged"), [(16_000, 22_050, True), (16_000, 16_000, False)])
+def test_a_source_rate_is_flagged_only_below_the_models(source_rate_hz: int, model_rate_hz: int, flagged: bool) -> None:
+    data = signals.audio_bytes(
+        signals.speech_like(duration_s=3.0, sample_rate_hz=source_rate_hz, amplitude=0.5),
+        sample_rate_hz=source_rate_hz,
+    )
+
+    caveats = assess_quality(load_audio(data, sample_rate_hz=model_rate_hz))
+
+    assert any("sample rate is low (16 kHz)" in c for c in caveats) is flagged
+
+
+def _band_energy(samples: np.ndarray, *, sample_rate_hz: int, low_hz: float, high_hz: float) -> float:
+    spectrum = np.abs(np.fft.rfft(samples)) ** 2
+    hz = np.fft.rfftfreq(len(samples), 1 / sample_rate_hz)
+    return float(spectrum[(hz >= low_hz) & (hz < high_hz)].sum())
+
+
+def test_band_limited_removes_what_the_source_could_not_hold() -> None:
+    rng = np.random.default_rng(0)
+    noise = (0.1 * rng.standard_normal(RATE_HZ)).astype(np.float32)
+
+    limited = audio.band_limited(noise, sample_rate_hz=RATE_HZ, source_rate_hz=16_000)
+
+    assert limited.shape == noise.shape
+    kept = _band_energy(limited, sample_rate_hz=RATE_HZ, low_hz=0, high_hz=7_000)
+    assert kept == pytest.approx(_band_energy(noise, sample_rate_hz=RATE_HZ, low_hz=0, high_hz=7_000), rel=0.02)
+    above = _band_energy(limited, sample_rate_hz=RATE_HZ, low_hz=8_200, high_hz=RATE_HZ / 2)
+    assert above < 1e-4 * kept
+    assert audio.band_limited(noise, sample_rate_hz=RATE_HZ, source_rate_hz=44_100) is noise
+
+
+def test_with_noise_adds_noise_at_the_asked_level() -> None:
+    tone = signals.speech_like(duration_s=2.0, sample_rate_hz=RATE_HZ, amplitude=0.5)
+
+    noisy = audio.with_noise(tone, snr_db=20.0, rng=np.random.default_rng(1))
+
+    added = noisy - tone
+    snr_db = 10 * math.log10(np.mean(tone.astype(np.float64) ** 2) / np.mean(added.astype(np.float64) ** 2))
+    assert snr_db == pytest.approx(20.0, abs=0.2)
+
+
 def test_level_ignores_dc_offset() -> None:
     assert audio.level_dbfs(np.full(1000, 0.3, np.float32)) == -math.inf
     assert audio.level_dbfs(

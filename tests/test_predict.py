@@ -122,3 +122,19 @@ def test_low_confidence_earns_a_caveat(
     monkeypatch.setattr(recognizer, "predict_samples", lambda _samples: fixed)
     result = recognizer.recognise(audio_bytes(_clip("happy"), sample_rate_hz=16_000))
     assert any(c.startswith("Low confidence") for c in result.caveats) is warned
+
+
+def test_the_default_model_hears_a_16_khz_recording_as_the_original(shared_data_dir: Path) -> None:
+    """CREMA-D, EmoDB and many phones record at 16 kHz, with nothing above 8 kHz: the default
+    must hear such a copy of a clip as it hears the original (``ser.bench channels``)."""
+    clips = sorted(p for p in (shared_data_dir / "ravdess").rglob("*") if p.suffix in {".wav", ".flac"})[::59]
+    if len(clips) < 20:
+        pytest.skip("RAVDESS not found among the corpora")
+    recognizer = Recognizer.load()
+    unchanged = 0
+    for clip in clips:
+        original = recognizer.recognise(clip).prediction
+        samples = load_audio(clip, sample_rate_hz=16_000).samples
+        copy = recognizer.recognise(audio_bytes(samples, sample_rate_hz=16_000), name="copy").prediction
+        unchanged += copy.emotion == original.emotion
+    assert unchanged >= 0.9 * len(clips)
