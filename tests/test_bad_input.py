@@ -59,11 +59,15 @@ LOW_RATE = (
 # ---------------------------------------------------------------------------- the clips
 
 
-def _speech(duration_s: float = 3.0, *, rate_hz: int = 16_000, seed: int = 11) -> np.ndarray:
+# Above every model's rate, as most recordings are: a rate below a model's earns a caveat.
+CLEAN_RATE_HZ = 44_100
+
+
+def _speech(duration_s: float = 3.0, *, rate_hz: int = CLEAN_RATE_HZ, seed: int = 11) -> np.ndarray:
     return signals.speech_like(duration_s=duration_s, sample_rate_hz=rate_hz, seed=seed)
 
 
-def _wav(samples: np.ndarray, *, rate_hz: int = 16_000, subtype: str = "PCM_16") -> bytes:
+def _wav(samples: np.ndarray, *, rate_hz: int = CLEAN_RATE_HZ, subtype: str = "PCM_16") -> bytes:
     return signals.audio_bytes(samples, sample_rate_hz=rate_hz, subtype=subtype)
 
 
@@ -92,7 +96,7 @@ class Case:
     make: Callable[[], bytes]
     message: str | None = None  # the exact refusal, or None: the clip is answered
     caveats: tuple[str, ...] = ()  # the exact quality caveats of an answered clip
-    # Answered as the clean 16 kHz mono 16-bit speech is, to within this (probabilities).
+    # Answered as the clean 44.1 kHz mono 16-bit speech is, to within this (probabilities).
     same_as_clean_within: float | None = None
 
     @functools.cached_property
@@ -116,15 +120,15 @@ CASES = [
         message="'cut-30.wav' is damaged or incomplete (perhaps cut short) and cannot be read.",
     ),
     Case(
-        # 44-byte header + 0.25 s of 16-bit samples at 16 kHz, out of 3 s.
+        # 44-byte header + 0.25 s of 16-bit samples at 44.1 kHz, out of 3 s.
         "wav-cut-mid-data-too-short", "cut-early.wav",
-        lambda: _speech_wav()[: signals.WAV_HEADER_BYTES + 8_000],
+        lambda: _speech_wav()[: signals.WAV_HEADER_BYTES + 22_050],
         message="'cut-early.wav' is damaged or cut short: only 0.25 s could be decoded, "
         "and at least 0.5 s is needed.",
     ),
     Case(
         "wav-cut-mid-data-usable", "cut-late.wav",
-        lambda: _speech_wav()[: signals.WAV_HEADER_BYTES + 64_000],
+        lambda: _speech_wav()[: signals.WAV_HEADER_BYTES + 176_400],
         caveats=("The file seems to be cut short: only the first 2.0 s could be decoded.",),
     ),
     Case(
@@ -135,7 +139,7 @@ CASES = [
     Case(
         # 3 s of audio whose header claims 10 s: answered, and said to be cut short.
         "wav-header-claims-more", "claims-more.wav",
-        lambda: signals.wav_claiming_more(_speech_wav(), claimed_bytes=320_000),
+        lambda: signals.wav_claiming_more(_speech_wav(), claimed_bytes=882_000),
         caveats=("The file seems to be cut short: only the first 3.0 s could be decoded.",),
     ),
     Case(
@@ -144,12 +148,12 @@ CASES = [
     ),
     Case(
         "digital-silence-10s", "silence.wav",
-        lambda: _wav(signals.silence(duration_s=10.0, sample_rate_hz=16_000)),
+        lambda: _wav(signals.silence(duration_s=10.0, sample_rate_hz=16_000), rate_hz=16_000),
         message="'silence.wav' is silent (every sample is zero or constant).",
     ),
     Case(
         "very-low-level-noise", "hiss.wav",
-        lambda: _wav(signals.noise(level_dbfs=-80, duration_s=3.0, sample_rate_hz=16_000)),
+        lambda: _wav(signals.noise(level_dbfs=-80, duration_s=3.0, sample_rate_hz=16_000), rate_hz=16_000),
         message="'hiss.wav' is too quiet to judge: its loudest part is at -80 dBFS, below the "
         "-60 dBFS minimum. Record closer to the microphone.",
     ),
