@@ -65,6 +65,8 @@ MODEL_CAPTIONS = {  # by ModelType value
     "band's statistics over the whole clip.",
     "logmel_voice": "Slowest to train, most accurate. As the one above, with three small networks "
     "that also read how pitch, voicing, loudness and timbre move through the clip.",
+    "logmel_voice_16k": "As the one above, hearing only up to 8 kHz: for recordings made at 16 kHz "
+    "(many phones and corpora), which hold nothing higher.",
 }
 AUGMENT_LABELS = {
     Augmentation.NOISE: "Add background noise",
