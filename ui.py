@@ -28,14 +28,20 @@ import streamlit as st
 
 from ser.audio import MAX_DURATION_S, MIN_DURATION_S, SUPPORTED_FORMATS
 from ser.errors import ModelError, SERError
-from ser.store import ModelInfo, default_model, default_models_dir, list_models
+from ser.store import (
+    ModelInfo,
+    default_model,
+    default_models_dir,
+    list_models,
+    model_for_source_rate,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
     from streamlit.delta_generator import DeltaGenerator
     from streamlit.runtime.uploaded_file_manager import UploadedFile
 
-    from ser.predict import Recognizer, Result
+    from ser.predict import Narrower, Recognizer, Result
 
 log = logging.getLogger("ser.app")
 
@@ -422,12 +428,24 @@ def _too_large(clip: Clip) -> str | None:
     )
 
 
-def _recognise_one(recognizer: Recognizer, clip: Clip) -> Outcome:
+def _narrower(recognizer: Recognizer) -> Narrower:
+    """For the default model: the shipped model that a recording's rate fully feeds, if any."""
+
+    def narrower(source_rate_hz: int) -> Recognizer | None:
+        usable = [m for m in installed_models() if _problem(m) is None]
+        info = model_for_source_rate(usable, source_rate_hz=source_rate_hz, labels=recognizer.labels)
+        return None if info is None else load_recognizer(info)
+
+    return narrower
+
+
+def _recognise_one(recognizer: Recognizer, clip: Clip, narrower: Narrower | None) -> Outcome:
     model = recognizer.info.name
     if (too_large := _too_large(clip)) is not None:
         return Outcome(clip, model, error=too_large)
     try:
-        return Outcome(clip, model, result=recognizer.recognise(clip.data, name=clip.name))
+        result = recognizer.recognise(clip.data, name=clip.name, narrower=narrower)
+        return Outcome(clip, result.model, result=result)
     except SERError as error:
         return Outcome(clip, model, error=str(error))
     except Exception as error:  # a bug; one clip still must not take the page down
@@ -444,11 +462,14 @@ def recognise(recognizer: Recognizer, clips: Sequence[Clip], *, key: str) -> lis
     memo_key = f"_outcomes_{key}"
     previous: dict[tuple[Any, ...], Outcome] = st.session_state.get(memo_key, {})
     model_id = (recognizer.info.name, _stamp(recognizer.info))
+    default = default_model([m for m in installed_models() if _problem(m) is None])
+    # Only the default hands recordings on: a model picked by hand answers everything itself.
+    narrower = _narrower(recognizer) if default is not None and default.name == recognizer.info.name else None
     current: dict[tuple[Any, ...], Outcome] = {}
     outcomes = []
     for clip in clips:
         k = (model_id, clip.name, clip.digest)
-        outcome = current.get(k) or previous.get(k) or _recognise_one(recognizer, clip)
+        outcome = current.get(k) or previous.get(k) or _recognise_one(recognizer, clip, narrower)
         current[k] = outcome
         outcomes.append(outcome)
     st.session_state[memo_key] = current  # only the clips on screen stay in memory
@@ -576,7 +597,8 @@ def show_table(outcomes: Sequence[Outcome], labels: Sequence[str], *, key: str) 
     summary = f"**{len(outcomes)} clips**: {len(outcomes) - failed} recognised"
     if failed:
         summary += f", {failed} could not be used (see the *error* column)"
-    st.markdown(summary + f". Model **{outcomes[0].model}**.")
+    models = list(dict.fromkeys(o.model for o in outcomes))  # the default hands some clips on
+    st.markdown(summary + f". Model{'s' if len(models) > 1 else ''} " + ", ".join(f"**{m}**" for m in models) + ".")
     table = outcomes_table(outcomes, labels)
     percent = {k: st.column_config.NumberColumn(k, format="percent") for k in labels}
     st.dataframe(

@@ -9,7 +9,7 @@ here, where an eager call costs ~60 ms and ``model.predict`` ~45 ms.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,8 +18,10 @@ import numpy as np
 from . import features as feats
 from .audio import Audio, assess_quality, load_audio
 from .errors import SERError
-from .store import ModelInfo, find_model, load_keras
+from .store import ModelInfo, find_model, list_models, load_keras, model_for_source_rate
 
+# For a recording's sample rate, a model that needs no more (or None): see Recognizer.recognise.
+Narrower = Callable[[int], "Recognizer | None"]
 LONG_CLIP_S = 5.0  # beyond this a clip also gets the emotion over time
 WINDOW_S = 3.0  # about the length of the training clips
 HOP_S = 1.0
@@ -63,6 +65,7 @@ class Result:
     prediction: Prediction
     timeline: Timeline | None = None
     caveats: list[str] = field(default_factory=list)
+    model: str = ""  # the model that answered
 
 
 class Recognizer:
@@ -127,21 +130,56 @@ class Recognizer:
                 f"Low confidence: the top emotion has only {prediction.confidence:.0%}; "
                 "treat this result as a guess."
             )
-        return Result(name, audio, prediction, timeline, caveats)
+        return Result(name, audio, prediction, timeline, caveats, model=self.info.name)
 
-    def recognise(self, source: str | os.PathLike[str] | bytes, *, name: str | None = None) -> Result:
-        """Decode, validate and recognise one clip from a path or raw bytes."""
+    def recognise(
+        self,
+        source: str | os.PathLike[str] | bytes,
+        *,
+        name: str | None = None,
+        narrower: Narrower | None = None,
+    ) -> Result:
+        """Decode, validate and recognise one clip from a path or raw bytes.
+
+        A recording made below this model's rate goes to ``narrower(its rate)`` instead, when
+        that gives a model: this one would take the band the recording lacks for a cue.
+        """
         label = name or (None if isinstance(source, bytes) else Path(source).name)
         audio = load_audio(source, sample_rate_hz=self.config.sample_rate_hz, name=label)
-        return self.recognise_audio(audio, name=label or "recording")
+        source_rate_hz = audio.source_sample_rate_hz
+        other = narrower(source_rate_hz) if narrower and source_rate_hz < self.config.sample_rate_hz else None
+        if other is None:
+            return self.recognise_audio(audio, name=label or "recording")
+        result = other.recognise(source, name=name)
+        result.caveats.insert(0, (
+            f"Answered by the model {other.info.name}, which hears up to "
+            f"{other.config.sample_rate_hz / 2000:g} kHz: this recording was made at "
+            f"{source_rate_hz / 1000:g} kHz, and {self.info.name} learnt from higher frequencies."
+        ))  # fmt: skip
+        return result
 
     def recognise_many(
-        self, sources: Sequence[str | os.PathLike[str]]
+        self, sources: Sequence[str | os.PathLike[str]], *, narrower: Narrower | None = None
     ) -> Iterator[tuple[str, Result | SERError]]:
         """Each file's result, or the error that stopped it; one bad file stops nothing."""
         for source in sources:
             name = str(source)
             try:
-                yield name, self.recognise(source, name=Path(source).name)
+                yield name, self.recognise(source, name=Path(source).name, narrower=narrower)
             except SERError as error:
                 yield name, error
+
+
+def shipped_narrower(recognizer: Recognizer, models_dir: Path | None = None) -> Narrower:
+    """For ``recognizer``: the best shipped model that a recording's rate fully feeds, loaded once."""
+    loaded: dict[str, Recognizer] = {}
+
+    def narrower(source_rate_hz: int) -> Recognizer | None:
+        info = model_for_source_rate(list_models(models_dir), source_rate_hz=source_rate_hz, labels=recognizer.labels)
+        if info is None:
+            return None
+        if info.name not in loaded:
+            loaded[info.name] = Recognizer(info, load_keras(info))
+        return loaded[info.name]
+
+    return narrower

@@ -15,7 +15,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -134,6 +134,19 @@ def default_model(models: list[ModelInfo]) -> ModelInfo | None:
     usable = [m for m in models if m.ok]
     ranked = sorted(usable, key=lambda m: (m.shipped, m.accuracy or 0.0), reverse=True)
     return ranked[0] if ranked else None
+
+
+def model_for_source_rate(models: Sequence[ModelInfo], *, source_rate_hz: int, labels: Sequence[str]) -> ModelInfo | None:
+    """The best shipped model with these labels that needs no more than ``source_rate_hz``.
+
+    A model takes a band it learnt from but a recording cannot hold (nothing above 8 kHz in a
+    16 kHz file) for a cue: such a recording is better answered by a model that never heard it.
+    """
+    fitting = [
+        m for m in models
+        if m.ok and m.shipped and m.labels == list(labels) and m.features.sample_rate_hz <= source_rate_hz
+    ]  # fmt: skip
+    return default_model(fitting)
 
 
 def find_model(name_or_path: str | None, models_dir: Path | None = None) -> ModelInfo:

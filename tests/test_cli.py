@@ -85,6 +85,25 @@ def test_predict_with_the_shipped_default_model_in_a_subprocess(clips: list[Path
                          capture_output=True, text=True, timeout=120, check=True).stdout
     line = json.loads(out.splitlines()[0])
     assert line["emotion"] in line["probabilities"]
+    assert line["model"] == store.default_model(store.list_models(ROOT / "models")).name
+
+
+def test_the_shipped_default_hands_a_16_khz_recording_to_a_shipped_model_that_it_feeds(
+    clips: list[Path], tmp_path: Path
+) -> None:
+    shipped = [m for m in store.list_models(ROOT / "models") if m.ok and m.shipped]
+    if not any(m.features.sample_rate_hz <= 16_000 for m in shipped):
+        pytest.skip("no shipped model at 16 kHz or below")
+    low = write_audio(tmp_path / "phone.wav", speech_like(duration_s=1.5, sample_rate_hz=16_000, speech_fraction=1.0),
+                      sample_rate_hz=16_000)
+    by_name = {m.name: m for m in shipped}
+    for model_args, expected_low in (([], True), (["--model", store.default_model(shipped).name], False)):
+        out = subprocess.run([sys.executable, "-m", "ser", "predict", *model_args, "--json", str(clips[0]), str(low)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120, check=True).stdout
+        full_line, low_line = map(json.loads, out.splitlines())
+        assert full_line["model"] == store.default_model(shipped).name
+        assert (by_name[low_line["model"]].features.sample_rate_hz <= 16_000) is expected_low
+        assert low_line["caveats"][0].startswith("Answered by the model ") is expected_low
 
 
 def test_keep_holdout_model_saves_the_evaluated_model(tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from ser.audio import load_audio
 from ser.errors import AudioError
-from ser.predict import LONG_CLIP_S, Prediction, Recognizer
+from ser.predict import LONG_CLIP_S, Prediction, Recognizer, shipped_narrower
 from tests.conftest import TINY_EMOTIONS
 from tests.signals import audio_bytes, speech_like, write_audio
 
@@ -124,17 +124,44 @@ def test_low_confidence_earns_a_caveat(
     assert any(c.startswith("Low confidence") for c in result.caveats) is warned
 
 
-def test_the_default_model_hears_a_16_khz_recording_as_the_original(shared_data_dir: Path) -> None:
-    """CREMA-D, EmoDB and many phones record at 16 kHz, with nothing above 8 kHz: the default
-    must hear such a copy of a clip as it hears the original (``ser.bench channels``)."""
+def test_a_narrower_model_answers_a_recording_made_below_the_models_rate(tiny_models_dir: Path) -> None:
+    classic = Recognizer.load("tiny-classic", tiny_models_dir)  # 22.05 kHz
+    other = Recognizer.load("tiny-cnn", tiny_models_dir)
+    asked: list[int] = []
+
+    def narrower(source_rate_hz: int) -> Recognizer:
+        asked.append(source_rate_hz)
+        return other
+
+    low = classic.recognise(audio_bytes(_clip("happy"), sample_rate_hz=16_000), name="low.wav", narrower=narrower)
+    full = speech_like(duration_s=1.2, sample_rate_hz=44_100, seed=7, speech_fraction=1.0)
+    high = classic.recognise(audio_bytes(full, sample_rate_hz=44_100), name="high.wav", narrower=narrower)
+
+    assert asked == [16_000]  # never asked about a recording at or above the model's rate
+    assert (low.model, high.model) == ("tiny-cnn", "tiny-classic")
+    assert low.caveats[0] == (
+        "Answered by the model tiny-cnn, which hears up to 11.025 kHz: this recording was made at "
+        "16 kHz, and tiny-classic learnt from higher frequencies."
+    )
+    expected = other.recognise(audio_bytes(_clip("happy"), sample_rate_hz=16_000), name="low.wav")
+    np.testing.assert_allclose(low.prediction.probabilities, expected.prediction.probabilities, atol=1e-6)
+
+
+def test_the_default_hands_a_16_khz_recording_to_a_model_that_hears_it_whole(shared_data_dir: Path) -> None:
+    """CREMA-D, EmoDB and many phones record at 16 kHz, with nothing above 8 kHz: the default's
+    answer must then come from a model that never learnt from that band (``ser.bench channels``),
+    and be the answer that model gives the original."""
     clips = sorted(p for p in (shared_data_dir / "ravdess").rglob("*") if p.suffix in {".wav", ".flac"})[::59]
     if len(clips) < 20:
         pytest.skip("RAVDESS not found among the corpora")
-    recognizer = Recognizer.load()
+    default = Recognizer.load()
+    narrower = shipped_narrower(default)
     unchanged = 0
     for clip in clips:
-        original = recognizer.recognise(clip).prediction
-        samples = load_audio(clip, sample_rate_hz=16_000).samples
-        copy = recognizer.recognise(audio_bytes(samples, sample_rate_hz=16_000), name="copy").prediction
-        unchanged += copy.emotion == original.emotion
+        copy = load_audio(clip, sample_rate_hz=16_000).samples
+        answered = default.recognise(audio_bytes(copy, sample_rate_hz=16_000), name="copy", narrower=narrower)
+        narrow = narrower(16_000)
+        assert narrow is not None and narrow.config.sample_rate_hz <= 16_000
+        assert answered.model == narrow.info.name
+        unchanged += answered.prediction.emotion == narrow.recognise(clip).prediction.emotion
     assert unchanged >= 0.9 * len(clips)

@@ -147,3 +147,31 @@ def test_saved_metadata_is_readable_by_other_users(models: Path) -> None:
     info = store.find_model("tiny-classic", models)
     saved = store.save_model(store.load_keras(info), {**info.metadata, "shipped": False}, name="shared", models_dir=models)
     assert (saved.keras_path.with_suffix(".json").stat().st_mode & 0o777) == 0o644
+
+
+def _info(name: str, *, rate_hz: int, accuracy: float, shipped: bool = True, labels: tuple[str, ...] = ("a", "b")) -> store.ModelInfo:
+    metadata = {
+        "labels": list(labels),
+        "features": {"kind": "logmel_frames", "sample_rate_hz": rate_hz},
+        "shipped": shipped,
+        "evaluation": {"mean_accuracy": accuracy},
+    }
+    return store.ModelInfo(name, Path(f"{name}.keras"), metadata)
+
+
+def test_a_recording_below_a_models_rate_goes_to_the_best_shipped_model_it_feeds() -> None:
+    models = [
+        _info("full", rate_hz=22_050, accuracy=0.63),
+        _info("narrow", rate_hz=16_000, accuracy=0.61),
+        _info("narrower-but-worse", rate_hz=8_000, accuracy=0.40),
+        _info("trained-here", rate_hz=16_000, accuracy=0.90, shipped=False),
+        _info("other-labels", rate_hz=16_000, accuracy=0.95, labels=("a", "c")),
+    ]
+
+    def pick(rate_hz: int) -> str | None:
+        info = store.model_for_source_rate(models, source_rate_hz=rate_hz, labels=["a", "b"])
+        return None if info is None else info.name
+
+    assert [pick(r) for r in (48_000, 22_050, 16_000, 11_025, 8_000, 4_000)] == [
+        "full", "full", "narrow", "narrower-but-worse", "narrower-but-worse", None
+    ]
