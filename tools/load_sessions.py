@@ -119,9 +119,10 @@ def make_clips(count: int, folder: Path, *, models_dir: Path | None = None) -> l
     last-bit difference between two processes cannot change the headline.
     """
     import ui
-    from ser.predict import Recognizer
+    from ser.predict import Recognizer, shipped_narrower
 
     recognizer = Recognizer.load(None, models_dir)
+    narrower = shipped_narrower(recognizer, models_dir)  # as the page: the default hands 16 kHz clips on
     by_emotion: dict[str, list[Clip]] = {}
     seen: set[str] = set()
     grid = itertools.product([300, 90, 130, 180, 240], [0.12, 0.2, 0.35], [0.05, 0.2, 0.6])
@@ -132,7 +133,7 @@ def make_clips(count: int, folder: Path, *, models_dir: Path | None = None) -> l
         )  # fmt: skip
         path = folder / f"visitor-{i:02d}.wav"
         signals.write_audio(path, samples, sample_rate_hz=16_000, subtype="PCM_16")
-        result = recognizer.recognise(path.read_bytes(), name=path.name)
+        result = recognizer.recognise(path.read_bytes(), name=path.name, narrower=narrower)
         headline = ui.headline(result)
         edge = abs(result.prediction.confidence * 100 % 1 - 0.5)
         if headline in seen or edge < 0.1:
