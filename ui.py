@@ -434,7 +434,10 @@ def _narrower(recognizer: Recognizer) -> Narrower:
     def narrower(source_rate_hz: int) -> Recognizer | None:
         usable = [m for m in installed_models() if _problem(m) is None]
         info = model_for_source_rate(usable, source_rate_hz=source_rate_hz, labels=recognizer.labels)
-        return None if info is None else load_recognizer(info)
+        try:
+            return None if info is None else load_recognizer(info)
+        except ModelError:  # logged by the picker when chosen; the default answers instead
+            return None
 
     return narrower
 

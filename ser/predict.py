@@ -17,7 +17,7 @@ import numpy as np
 
 from . import features as feats
 from .audio import Audio, assess_quality, load_audio
-from .errors import SERError
+from .errors import ModelError, SERError
 from .store import ModelInfo, find_model, list_models, load_keras, model_for_source_rate
 
 # For a recording's sample rate, a model that needs no more (or None): see Recognizer.recognise.
@@ -179,7 +179,10 @@ def shipped_narrower(recognizer: Recognizer, models_dir: Path | None = None) -> 
         if info is None:
             return None
         if info.name not in loaded:
-            loaded[info.name] = Recognizer(info, load_keras(info))
+            try:
+                loaded[info.name] = Recognizer(info, load_keras(info))
+            except ModelError:  # a damaged file: the model asked for answers instead
+                return None
         return loaded[info.name]
 
     return narrower

@@ -165,3 +165,25 @@ def test_the_default_hands_a_16_khz_recording_to_a_model_that_hears_it_whole(sha
         assert answered.model == narrow.info.name
         unchanged += answered.prediction.emotion == narrow.recognise(clip).prediction.emotion
     assert unchanged >= 0.9 * len(clips)
+
+
+def test_a_narrower_model_that_cannot_load_leaves_the_answer_to_the_model_asked(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    folder = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, folder)
+    meta = json.loads((folder / "tiny-cnn.json").read_text())
+    meta["shipped"], meta["features"]["sample_rate_hz"] = True, 16_000
+    del meta["sha256"]  # listed as usable: the damage shows only when it loads
+    (folder / "tiny-cnn.json").write_text(json.dumps(meta))
+    (folder / "tiny-cnn.keras").write_bytes(b"not a model")
+    classic = Recognizer.load("tiny-classic", folder)
+
+    result = classic.recognise(audio_bytes(_clip("sad"), sample_rate_hz=16_000), name="low.wav",
+                               narrower=shipped_narrower(classic, folder))
+
+    assert result.model == "tiny-classic"
+    assert any("sample rate is low (16 kHz)" in caveat for caveat in result.caveats)
