@@ -33,7 +33,6 @@ from ser.store import (
     default_model,
     default_models_dir,
     list_models,
-    model_for_source_rate,
 )
 
 if TYPE_CHECKING:
@@ -430,16 +429,12 @@ def _too_large(clip: Clip) -> str | None:
 
 def _narrower(recognizer: Recognizer) -> Narrower:
     """For the default model: the shipped model that a recording's rate fully feeds, if any."""
+    from ser.predict import narrower_for
 
-    def narrower(source_rate_hz: int) -> Recognizer | None:
-        usable = [m for m in installed_models() if _problem(m) is None]
-        info = model_for_source_rate(usable, source_rate_hz=source_rate_hz, labels=recognizer.labels)
-        try:
-            return None if info is None else load_recognizer(info)
-        except ModelError:  # logged by the picker when chosen; the default answers instead
-            return None
+    def usable() -> list[ModelInfo]:
+        return [m for m in installed_models() if _problem(m) is None]
 
-    return narrower
+    return narrower_for(recognizer, models=usable, load=load_recognizer)
 
 
 def _recognise_one(recognizer: Recognizer, clip: Clip, narrower: Narrower | None) -> Outcome:

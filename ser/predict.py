@@ -8,6 +8,7 @@ here, where an eager call costs ~60 ms and ``model.predict`` ~45 ms.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -170,19 +171,36 @@ class Recognizer:
                 yield name, error
 
 
-def shipped_narrower(recognizer: Recognizer, models_dir: Path | None = None) -> Narrower:
-    """For ``recognizer``: the best shipped model that a recording's rate fully feeds, loaded once."""
-    loaded: dict[str, Recognizer] = {}
+def narrower_for(
+    recognizer: Recognizer,
+    *,
+    models: Callable[[], Sequence[ModelInfo]],
+    load: Callable[[ModelInfo], Recognizer],
+) -> Narrower:
+    """For ``recognizer``: the best shipped model among ``models()`` that a recording's rate
+    fully feeds, loaded by ``load``; None when there is none or it cannot load (``recognizer``
+    then answers, with its low-rate caveat)."""
 
     def narrower(source_rate_hz: int) -> Recognizer | None:
-        info = model_for_source_rate(list_models(models_dir), source_rate_hz=source_rate_hz, labels=recognizer.labels)
+        info = model_for_source_rate(models(), source_rate_hz=source_rate_hz, labels=recognizer.labels)
         if info is None:
             return None
-        if info.name not in loaded:
-            try:
-                loaded[info.name] = Recognizer(info, load_keras(info))
-            except ModelError:  # a damaged file: the model asked for answers instead
-                return None
-        return loaded[info.name]
+        try:
+            return load(info)
+        except ModelError:  # a damaged file
+            return None
 
     return narrower
+
+
+def shipped_narrower(recognizer: Recognizer, models_dir: Path | None = None) -> Narrower:
+    """``narrower_for`` the models folder, listed (and checksummed) once, each model loaded once."""
+    listed = functools.cache(lambda: list_models(models_dir))
+    loaded: dict[str, Recognizer] = {}
+
+    def load(info: ModelInfo) -> Recognizer:
+        if info.name not in loaded:
+            loaded[info.name] = Recognizer(info, load_keras(info))
+        return loaded[info.name]
+
+    return narrower_for(recognizer, models=listed, load=load)
