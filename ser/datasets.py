@@ -36,6 +36,10 @@ LAYOUTS_HELP: str = "\n".join(
         "level.",
         "EmoDB: 03a01Fa.wav - two-digit speaker, text code, emotion letter (W A L E F T N), "
         "version; boredom (L) is not used.",
+        "ASED: 01Neutral/n1-01-01-01-29.wav - folders 01Neutral 02Fearful 03Happy 04Sad "
+        "05Angry; emotion letter and folder number, sentence, repetition, gender, speaker.",
+        "EmoSpeech: webservice/help-safe-angry-1563000375725-0162...b.wav - keyword, "
+        "environment, emotion (angry calm fearful happy), time stamp, speaker hash.",
         "Your own: one subfolder per emotion, e.g. angry/clip1.wav, happy/clip2.wav "
         "(angry, happy, sad, fear, disgust, surprise, neutral, calm, or common synonyms).",
     )
@@ -53,6 +57,8 @@ class Corpus(str, Enum):
     SAVEE = "savee"
     CREMA_D = "crema-d"
     EMODB = "emodb"
+    ASED = "ased"
+    EMOSPEECH = "emospeech"
     FOLDERS = "folders"  # generic: one subfolder per emotion
 
 
@@ -159,6 +165,10 @@ _SAVEE_NAME = re.compile(r"(DC|JE|JK|KL)_([a-z]{1,2})(\d\d)", re.IGNORECASE)
 _SAVEE_SHORT_NAME = re.compile(r"([a-z]{1,2})(\d\d)", re.IGNORECASE)  # inside DC/ etc.
 _CREMA_NAME = re.compile(r"(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})", re.IGNORECASE)
 _EMODB_NAME = re.compile(r"(\d\d)([a-z]\d\d)([A-Z])([a-z])")
+_ASED_NAME = re.compile(r"([nfhsa])([1-5])-(\d\d)-(\d\d)-(\d\d)-(\d\d)", re.IGNORECASE)
+_ASED_LETTERS = {"n": _E.NEUTRAL, "f": _E.FEARFUL, "h": _E.HAPPY, "s": _E.SAD, "a": _E.ANGRY}
+_ASED_FOLDER = re.compile(r"0([1-5])(Neutral|Fearful|Happy|Sad|Angry)", re.IGNORECASE)
+_EMOSPEECH_NAME = re.compile(r"([^-]+)-([^-]+)-(angry|calm|fearful|happy)-([^-]+)-([0-9a-f]{16,})")
 
 # A parser returns None when the name is not its layout, a reason when it is but the
 # clip cannot be used, and a clip otherwise.
@@ -239,6 +249,26 @@ def _parse_tess(path: Path) -> _Parsed:
     return _clip(path, emotion, Corpus.TESS, _TESS_SPEAKERS[speaker])
 
 
+def _parse_ased(path: Path) -> _Parsed:
+    match = _ASED_NAME.fullmatch(path.stem)
+    if match is None:
+        return None
+    letter, _number, _sentence, _repetition, _gender, speaker = match.groups()
+    # The folder is the judged label (a few speakers carry both gender codes, so only the
+    # speaker number names a speaker); a renamed copy without the folders falls back on the letter.
+    folder = _ASED_FOLDER.fullmatch(path.parent.name)
+    emotion = _EMOTION_WORDS[folder.group(2).lower()] if folder else _ASED_LETTERS[letter.lower()]
+    return _clip(path, emotion, Corpus.ASED, speaker)
+
+
+def _parse_emospeech(path: Path) -> _Parsed:
+    match = _EMOSPEECH_NAME.fullmatch(path.stem)
+    if match is None:
+        return None
+    _keyword, _environment, emotion, _timestamp, speaker = match.groups()
+    return _clip(path, _EMOTION_WORDS[emotion], Corpus.EMOSPEECH, speaker[:12])
+
+
 def _parse_folders(path: Path) -> _Parsed:
     emotion = _EMOTION_WORDS.get(path.parent.name.lower())
     return None if emotion is None else _clip(path, emotion, Corpus.FOLDERS, "unknown")
@@ -251,6 +281,8 @@ _PARSERS: tuple[Callable[[Path], _Parsed], ...] = (
     _parse_savee,
     _parse_emodb,
     _parse_tess,
+    _parse_ased,
+    _parse_emospeech,
     _parse_folders,
 )
 

@@ -72,6 +72,18 @@ def reasons(report: ScanReport) -> dict[str, str]:
         ("wav/03a01Fa.wav", "happy", "emodb:03", Corpus.EMODB),
         ("wav/16b10Wb.wav", "angry", "emodb:16", Corpus.EMODB),
         ("wav/11a05Tc.wav", "sad", "emodb:11", Corpus.EMODB),
+        ("01Neutral/n1-01-01-01-29.ogg", "neutral", "ased:29", Corpus.ASED),
+        ("04Sad/S4-04-02-01-29.wav", "sad", "ased:29", Corpus.ASED),  # the upper-case letter
+        ("02Fearful/f2-10-01-02-65.wav", "fearful", "ased:65", Corpus.ASED),
+        ("renamed/a5-03-01-02-07.wav", "angry", "ased:07", Corpus.ASED),  # no folder: the letter
+        (
+            "webservice/help-safe-calm-1563000375725-016294ed23957d10d65f226e2534b9f4952eb3.ogg",
+            "calm", "emospeech:016294ed2395", Corpus.EMOSPEECH,
+        ),  # fmt: skip
+        (
+            "webservice/no-safe-fearful-??-4fb5bdfcd8619b7c7c187c98918c9d5fbe9decf63f.wav",
+            "fearful", "emospeech:4fb5bdfcd861", Corpus.EMOSPEECH,
+        ),  # fmt: skip
         ("mine/Angry/take1.wav", "angry", "folders:unknown", Corpus.FOLDERS),
         ("mine/joy/take1.ogg", "happy", "folders:unknown", Corpus.FOLDERS),
         ("mine/scared/x.mp3", "fearful", "folders:unknown", Corpus.FOLDERS),
@@ -340,4 +352,26 @@ def test_real_tess(shared_data_dir: Path) -> None:
     assert set(report.emotions) == set(ALL_EMOTIONS) - {"calm"}
     assert report.speakers == ("tess:OAF", "tess:YAF")
     assert report.duplicates == ()
+    assert report.skipped == ()
+
+
+@pytest.mark.data
+def test_real_ased(shared_data_dir: Path) -> None:
+    report = scan([_corpus(shared_data_dir, "ased")])
+    # 2,474 files, four of which hold the same audio as another file of the same speaker.
+    assert len(report.clips) + len(report.duplicates) == 2474
+    assert len(report.duplicates) == 4
+    assert set(report.corpora) == {Corpus.ASED}
+    assert len(report.speakers) == 65
+    assert set(report.emotions) == {"neutral", "fearful", "happy", "sad", "angry"}
+    assert report.skipped == tuple(s for s in report.skipped if s.reason.startswith("duplicate of"))
+
+
+@pytest.mark.data
+def test_real_emospeech(shared_data_dir: Path) -> None:
+    report = scan([_corpus(shared_data_dir, "emospeech")])
+    assert len(report.clips) == 400
+    assert report.emotion_counts() == {"calm": 100, "happy": 100, "angry": 100, "fearful": 100}
+    assert set(report.corpora) == {Corpus.EMOSPEECH}
+    assert 70 <= len(report.speakers) <= 400
     assert report.skipped == ()
