@@ -2,8 +2,12 @@
 
 ``load_audio`` decodes exactly as ``librosa.load(path, sr=rate)`` does (soundfile, float32,
 mean of channels, soxr "HQ" resampling, length ``ceil(n * ratio)``), so a model sees the same
-samples in the app as in training, but without importing librosa. Every unusable input
-raises an ``AudioError`` whose message names the file and says what is wrong.
+samples in the app as in training, but without importing librosa. It decodes block by block,
+mixing each block to mono and resampling it as it comes, so its memory holds the output at the
+model's rate and one block, whatever rate and channel count the file claims: a few hundred KB
+of FLAC can decode to gigabytes. Every unusable input raises an ``AudioError`` whose message
+names the file and says what is wrong. Only regular files are opened: a FIFO or a device
+would block the reader for good.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ import io
 import math
 import os
 import re
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -33,6 +40,10 @@ from ser.errors import (
 SUPPORTED_FORMATS = ("WAV", "FLAC", "OGG", "MP3")
 MIN_DURATION_S = 0.5
 MAX_DURATION_S = 300.0  # 5 minutes
+# Beyond these a file is refused from its header: the highest rate studio recorders write, and
+# 7.1 surround. Decoding work grows with both, though memory no longer does.
+MAX_SAMPLE_RATE_HZ = 192_000
+MAX_CHANNELS = 8
 # Levels are those of the clip's loudest half second (see active_level_dbfs): an overall RMS
 # would punish pauses, and RAVDESS clips are half silence.
 SILENCE_DBFS = -60.0  # below this there is nothing to judge (quietest RAVDESS clip: -57)
@@ -70,8 +81,10 @@ class Audio:
 
 
 class _Decoded(NamedTuple):
-    frames: np.ndarray  # (n, channels) float32 at the source rate
-    sample_rate_hz: int
+    samples: np.ndarray  # mono float32 at the asked rate
+    source_frames: int  # frames decoded, at the source rate
+    source_rate_hz: int
+    source_channels: int
     truncated: bool
 
 
@@ -96,20 +109,22 @@ def load_audio(
     if isinstance(source, bytearray | memoryview):
         source = bytes(source)
     who = _display_name(source, name)
-    head = _read_head(source, who)
-    _refuse_known_unsupported(head, who)
-    decoded = _decode(source, who, max_duration_s=max_duration_s)
-    mono = _to_mono(decoded.frames)
-    if not np.isfinite(mono).all():
-        raise DamagedAudioError(f"{who} contains invalid samples (NaN or infinity).")
-    _check_duration(len(mono) / decoded.sample_rate_hz, who, decoded, min_duration_s)
-    samples = resample(mono, from_rate_hz=decoded.sample_rate_hz, to_rate_hz=sample_rate_hz)
-    _check_level(samples, who, sample_rate_hz=sample_rate_hz)
+    with _opened(source, who) as file_obj:
+        head = file_obj.read(_HEAD_BYTES)
+        if not head:
+            raise EmptyAudioError(f"{who} is empty (0 bytes).")
+        _refuse_known_unsupported(head, who)
+        file_obj.seek(0)
+        decoded = _decode(
+            file_obj, who, sample_rate_hz=sample_rate_hz, max_duration_s=max_duration_s
+        )
+    _check_duration(decoded.source_frames / decoded.source_rate_hz, who, decoded, min_duration_s)
+    _check_level(decoded.samples, who, sample_rate_hz=sample_rate_hz)
     return Audio(
-        samples=samples,
+        samples=decoded.samples,
         sample_rate_hz=sample_rate_hz,
-        source_sample_rate_hz=decoded.sample_rate_hz,
-        source_channels=decoded.frames.shape[1],
+        source_sample_rate_hz=decoded.source_rate_hz,
+        source_channels=decoded.source_channels,
         truncated=decoded.truncated,
     )
 
@@ -127,29 +142,75 @@ def resample(samples: np.ndarray, *, from_rate_hz: int, to_rate_hz: int) -> np.n
 
 def _display_name(source: str | os.PathLike[str] | bytes, name: str | None) -> str:
     if name:
-        return f"'{name}'"
+        return f"'{printable(name)}'"
     if isinstance(source, bytes):
         return "The audio"
-    return f"'{Path(source).name or os.fspath(source)}'"
+    return f"'{printable(Path(source).name or os.fspath(source))}'"
 
 
-def _read_head(source: str | os.PathLike[str] | bytes, who: str) -> bytes:
-    """The first bytes of the file; refuses missing, unreadable and empty files."""
+# C0 and C1 controls, DEL, and the marks that reorder text: shown as escapes, never obeyed.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(name: str) -> str:
+    """``name`` safe to print or show: bytes that are not UTF-8 (a file name may hold any)
+    become ``\\xNN``, and control characters, which could drive a terminal, become escapes."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return _UNPRINTABLE.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
+
+
+_KINDS = (
+    (stat.S_ISDIR, "is a folder, not an audio file"),
+    (stat.S_ISFIFO, "is a pipe (FIFO), not a regular file"),
+    (stat.S_ISSOCK, "is a socket, not a regular file"),
+    (stat.S_ISCHR, "is a device, not a regular file"),
+    (stat.S_ISBLK, "is a device, not a regular file"),
+)
+
+
+def not_regular(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` must not be opened for reading, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((why for test, why in _KINDS if test(mode)), "is not a regular file")
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open a regular file for reading; ``OSError`` for anything else, before it can block.
+
+    Opening a FIFO waits for a writer and reading a device may never end, so the kind is
+    checked before opening and again on what was opened (the name may be swapped between).
+    """
+    why = not_regular(os.stat(path).st_mode)
+    if why is None:
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        descriptor = os.open(path, flags)
+        why = not_regular(os.fstat(descriptor).st_mode)
+        if why is None:
+            os.set_blocking(descriptor, True)
+            return os.fdopen(descriptor, "rb")
+        os.close(descriptor)
+    raise OSError(0, why, os.fspath(path))
+
+
+@contextmanager
+def _opened(source: str | os.PathLike[str] | bytes, who: str) -> Iterator[BinaryIO]:
+    """The source as a file object; refuses missing, unreadable and special files."""
     if isinstance(source, bytes):
-        head = source[:_HEAD_BYTES]
-    else:
-        try:
-            with open(source, "rb") as file:
-                head = file.read(_HEAD_BYTES)
-        except FileNotFoundError:
-            raise AudioError(f"{who} was not found.") from None
-        except IsADirectoryError:
-            raise AudioError(f"{who} is a folder, not an audio file.") from None
-        except OSError as error:
-            raise AudioError(f"{who} could not be opened ({error.strerror}).") from error
-    if not head:
-        raise EmptyAudioError(f"{who} is empty (0 bytes).")
-    return head
+        yield io.BytesIO(source)
+        return
+    try:
+        file_obj = open_regular(source)
+    except FileNotFoundError:
+        raise AudioError(f"{who} was not found.") from None
+    except PermissionError:
+        raise AudioError(f"{who} cannot be read: permission denied.") from None
+    except OSError as error:
+        if error.errno == 0:  # from open_regular: not a regular file
+            raise AudioError(f"{who} {error.strerror}.") from None
+        raise AudioError(f"{who} could not be opened ({error.strerror}).") from error
+    with file_obj:
+        yield file_obj
 
 
 def _known_unsupported(head: bytes) -> str | None:
@@ -176,17 +237,27 @@ def _refuse_known_unsupported(head: bytes, who: str) -> None:
         )
 
 
-def _decode(source: str | os.PathLike[str] | bytes, who: str, *, max_duration_s: float) -> _Decoded:
-    """Read the header, refuse a clip too long before decoding it, then decode in blocks."""
-    file_obj = io.BytesIO(source) if isinstance(source, bytes) else source
+def _decode(
+    file_obj: BinaryIO, who: str, *, sample_rate_hz: int, max_duration_s: float
+) -> _Decoded:
+    """Read the header, refuse a clip too long (or too wide) before decoding it, then decode."""
     try:
+        # A file object, not a name: soundfile would re-open the name, and cannot encode
+        # one that is not UTF-8.
         with sf.SoundFile(file_obj) as file:
             _check_header(file, who, max_duration_s=max_duration_s)
             max_frames = math.floor(max_duration_s * file.samplerate)
-            frames, failed = _read_blocks(file, who, max_frames=max_frames)
-            return _Decoded(frames, file.samplerate, failed or _cut_short(file, len(frames)))
+            samples, frames, failed = _read_mono(
+                file, who, max_frames=max_frames, to_rate_hz=sample_rate_hz
+            )
+            truncated = failed or _cut_short(file, frames)
+            return _Decoded(samples, frames, file.samplerate, file.channels, truncated)
     except AudioError:
         raise
+    except MemoryError:
+        raise AudioError(
+            f"{who} could not be decoded: the server ran out of memory. Try again later."
+        ) from None
     except sf.LibsndfileError as error:
         raise _open_error(error.code, who) from error
     except Exception as error:  # soundfile raises TypeError, ValueError... on odd input
@@ -218,6 +289,16 @@ def _check_header(file: sf.SoundFile, who: str, *, max_duration_s: float) -> Non
                 f"{who} is damaged or incomplete (perhaps cut short): no audio could be decoded."
             )
         raise EmptyAudioError(f"{who} contains no audio (its header declares no samples).")
+    if file.samplerate > MAX_SAMPLE_RATE_HZ:
+        raise UnsupportedFormatError(
+            f"{who} has a sample rate of {file.samplerate:,} Hz; the maximum is "
+            f"{MAX_SAMPLE_RATE_HZ:,} Hz. Resample it to 48 kHz and try again."
+        )
+    if file.channels > MAX_CHANNELS:
+        raise UnsupportedFormatError(
+            f"{who} has {file.channels} channels; the maximum is {MAX_CHANNELS}. "
+            "Mix it down to mono and try again."
+        )
     if file.frames != _UNKNOWN_FRAMES and file.frames / file.samplerate > max_duration_s:
         raise _too_long(file.frames / file.samplerate, who, max_duration_s=max_duration_s)
 
@@ -236,11 +317,22 @@ def _minutes_seconds(duration_s: float) -> str:
     return f"{minutes}:{seconds:02d}"
 
 
-def _read_blocks(file: sf.SoundFile, who: str, *, max_frames: int) -> tuple[np.ndarray, bool]:
-    """All frames, or those decoded before an error (then True); memory is bounded by
-    ``max_frames``."""
+def _read_mono(
+    file: sf.SoundFile, who: str, *, max_frames: int, to_rate_hz: int
+) -> tuple[np.ndarray, int, bool]:
+    """Mono samples at ``to_rate_hz``, the source frames decoded, and whether an error
+    stopped decoding (the samples then hold what came before it).
+
+    Each block is mixed to mono and resampled as it is read, so memory holds the output
+    and one block; a file that decodes past ``max_frames`` is refused as soon as it does.
+    Streamed soxr gives the very samples one call on the whole clip gives (tested).
+    """
+    from_rate_hz = file.samplerate
+    resampler = None
+    if from_rate_hz != to_rate_hz:
+        resampler = soxr.ResampleStream(from_rate_hz, to_rate_hz, 1, dtype="float32", quality="HQ")
     block_frames = max(1024, _BLOCK_SAMPLES // file.channels)
-    blocks: list[np.ndarray] = []
+    pieces: list[np.ndarray] = []
     total, failed = 0, False
     while total <= max_frames:
         try:
@@ -250,17 +342,30 @@ def _read_blocks(file: sf.SoundFile, who: str, *, max_frames: int) -> tuple[np.n
             break
         if not len(block):
             break
-        blocks.append(block)
         total += len(block)
+        mono = _to_mono(block)
+        if not np.isfinite(mono).all():
+            raise DamagedAudioError(f"{who} contains invalid samples (NaN or infinity).")
+        pieces.append(mono if resampler is None else resampler.resample_chunk(mono))
     if total > max_frames:  # the header understated the length
-        raise _too_long(total / file.samplerate, who, max_duration_s=max_frames / file.samplerate)
+        raise _too_long(total / from_rate_hz, who, max_duration_s=max_frames / from_rate_hz)
     if total == 0:
         if failed:
             raise DamagedAudioError(
                 f"{who} is damaged or incomplete (perhaps cut short): no audio could be decoded."
             )
         raise EmptyAudioError(f"{who} contains no audio.")
-    return (blocks[0] if len(blocks) == 1 else np.concatenate(blocks)), failed
+    if resampler is not None:
+        pieces.append(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+    samples = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+    return _sized(samples, math.ceil(total * to_rate_hz / from_rate_hz)), total, failed
+
+
+def _sized(samples: np.ndarray, size: int) -> np.ndarray:
+    """Padded or cut to ``size``, as ``librosa.resample`` sizes its output."""
+    if len(samples) < size:
+        samples = np.pad(samples, (0, size - len(samples)))
+    return np.ascontiguousarray(samples[:size], dtype=np.float32)
 
 
 def _cut_short(file: sf.SoundFile, decoded_frames: int) -> bool:
