@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .audio import printable
 from .datasets import ScanReport
 from .errors import SERError
 from .models import ModelType
@@ -64,7 +65,7 @@ def _print_prepared(data: Prepared) -> None:
     """What was found, and the clips that could not be read and were left out."""
     _print_scan(data.report)
     for path, reason in data.dropped:
-        print(f"  left out {path}: {reason}", file=sys.stderr)
+        print(f"  left out {printable(path)}: {printable(reason)}", file=sys.stderr)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -79,7 +80,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if isinstance(outcome, SERError):
             failures += 1
             line = {"file": name, "error": str(outcome)}
-            print(json.dumps(line) if args.json else f"{name}: error: {outcome}", flush=True)
+            print(json.dumps(line) if args.json else f"{printable(name)}: error: {outcome}", flush=True)
             continue
         prediction = outcome.prediction
         if args.json:
@@ -93,7 +94,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             }), flush=True)
         else:
             note = f"  ({'; '.join(outcome.caveats)})" if outcome.caveats else ""
-            print(f"{name}: {prediction.emotion} {prediction.confidence:.0%}{note}", flush=True)
+            print(f"{printable(name)}: {prediction.emotion} {prediction.confidence:.0%}{note}", flush=True)
     return 1 if failures else 0
 
 
@@ -188,7 +189,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     report = scan(args.data)
     _print_scan(report)
     for skipped in report.skipped[: args.show_skipped]:
-        print(f"  skipped {skipped.path}: {skipped.reason}")
+        print(f"  skipped {printable(str(skipped.path))}: {printable(skipped.reason)}")
     return 0
 
 

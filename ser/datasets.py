@@ -13,12 +13,14 @@ import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 import soundfile as sf
 
+from ser.audio import MAX_CHANNELS, MAX_SAMPLE_RATE_HZ, not_regular, open_regular
 from ser.emotions import ALL_EMOTIONS, Emotion
 from ser.errors import DatasetError
 
@@ -343,17 +345,32 @@ def _list_files(roots: Sequence[Path], skipped: list[Skipped]) -> list[tuple[Pat
     return found
 
 
+@contextmanager
+def _sound(path: Path) -> Iterator[sf.SoundFile]:
+    """The clip, opened only if it is a regular file (a FIFO or a device would block the scan
+    for good), through a file object, which also takes a name that is not UTF-8."""
+    with open_regular(path) as handle, sf.SoundFile(handle) as sound:
+        yield sound
+
+
 def _inspect(root: Path, path: Path) -> _Found | Skipped:
     labelled = label_file(path)
     if isinstance(labelled, str):
         return Skipped(path, labelled)
     try:
-        info = sf.info(str(path))
+        why = not_regular(os.stat(path).st_mode)
+        if why is not None:  # said plainly here; open_regular would refuse it too
+            return Skipped(path, why.removeprefix("is "))
+        with _sound(path) as sound:
+            frames, rate, channels = sound.frames, sound.samplerate, sound.channels
     except (RuntimeError, OSError) as error:
         return Skipped(path, _describe(error))
-    if info.frames <= 0:
+    if frames <= 0:
         return Skipped(path, "empty audio (no samples)")
-    return _Found(labelled, root, info.frames, info.samplerate, info.channels)
+    if rate > MAX_SAMPLE_RATE_HZ or channels > MAX_CHANNELS:  # ser.audio refuses these too
+        return Skipped(path, f"{rate:,} Hz x {channels} channels, beyond the "
+                       f"{MAX_SAMPLE_RATE_HZ:,} Hz x {MAX_CHANNELS} accepted")  # fmt: skip
+    return _Found(labelled, root, frames, rate, channels)
 
 
 def _with_help(message: str) -> str:
@@ -395,17 +412,21 @@ def _why(reasons: Counter[str]) -> str:
 
 def _probe_digest(item: _Found) -> bytes:
     """Digest of one block from the middle: a cheap filter before full decoding."""
-    with sf.SoundFile(str(item.clip.path)) as audio:
+    with _sound(item.clip.path) as audio:
         audio.seek(item.frames // 2)
         block = audio.read(_PROBE_FRAMES, dtype="int16", always_2d=True)
     return hashlib.blake2b(block.tobytes(), digest_size=16).digest()
 
 
 def _audio_digest(item: _Found) -> bytes:
-    """Digest of all decoded samples, so WAV and FLAC copies of one recording match."""
-    samples, rate = sf.read(str(item.clip.path), dtype="int16", always_2d=True)
-    digest = hashlib.blake2b(f"{rate}:{samples.shape[1]}:".encode(), digest_size=16)
-    digest.update(samples.tobytes())
+    """Digest of all decoded samples, so WAV and FLAC copies of one recording match.
+
+    Block by block: a few hundred KB of FLAC can decode to gigabytes.
+    """
+    with _sound(item.clip.path) as audio:
+        digest = hashlib.blake2b(f"{audio.samplerate}:{audio.channels}:".encode(), digest_size=16)
+        for block in audio.blocks(blocksize=1 << 16, dtype="int16", always_2d=True):
+            digest.update(block.tobytes())
     return digest.digest()
 
 

@@ -133,7 +133,7 @@ def default_cache_dir() -> Path:
 def _file_key(path: Path, augmentation: str) -> str:
     stat = path.stat()
     identity = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{augmentation}"
-    return hashlib.sha1(identity.encode()).hexdigest()
+    return hashlib.sha1(identity.encode("utf-8", "surrogateescape")).hexdigest()  # any file name
 
 
 def _augment(samples: np.ndarray, augmentation: str, *, sample_rate_hz: int, seed: int) -> np.ndarray:

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from ser.audio import MAX_CHANNELS, MAX_SAMPLE_RATE_HZ, load_audio
+from ser.audio import MAX_CHANNELS, MAX_SAMPLE_RATE_HZ, load_audio, printable
+from ser.datasets import scan
 from ser.errors import AudioError
 from tests import signals
 
@@ -38,6 +39,11 @@ MESSAGES = {
     "fifo": "'{name}' is a pipe (FIFO), not a regular file.",
     "device": "'{name}' is a device, not a regular file.",
     "folder": "'{name}' is a folder, not an audio file.",
+    "fifo-in-dataset": "a pipe (FIFO), not a regular file",  # the scan's reason, the file skipped
+    # File names: any bytes, shown escaped; never a traceback, never obeyed by a terminal.
+    "non-utf8-name": None,  # answered; shown as 'caf\\xe9.wav'
+    "escape-codes-in-name": "'\\x1b[31mred\\x1b[0m.wav' is not a recognisable audio file. "
+    "Supported formats: WAV, FLAC, OGG, MP3.",
 }
 
 
@@ -208,3 +214,115 @@ def test_a_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(AudioError) as caught:
         load_audio(folder, sample_rate_hz=RATE_HZ)
     assert str(caught.value) == seen("folder", folder.name)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_named_like_a_clip_is_skipped_by_the_scan(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path)
+    fifo = corpus / "happy" / "waiting.wav"
+    os.mkfifo(fifo)
+    outcome: list[object] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(_call(lambda: scan([corpus]))), daemon=True
+    )
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():
+        _unblock_fifo(fifo)()
+        pytest.fail("the scan waited on a FIFO")
+    [report] = outcome
+    assert {s.path.name: s.reason for s in report.skipped} == {
+        "waiting.wav": MESSAGES["fifo-in-dataset"]
+    }
+    assert len(report.clips) == 4
+
+
+# ---------------------------------------------------------------------------- file names
+
+
+NON_UTF8 = b"caf\xe9.wav"  # Latin-1, as old archives and Windows zips write names
+ESCAPES = "\x1b[31mred\x1b[0m.wav"
+
+
+def _corpus(root: Path) -> Path:
+    """One folder per emotion, two clips each, at 16 kHz."""
+    corpus = root / "corpus"
+    for k, emotion in enumerate(("angry", "happy")):
+        (corpus / emotion).mkdir(parents=True)
+        for i in range(2):
+            samples = signals.speech_like(duration_s=1.2, sample_rate_hz=16_000, seed=10 * k + i)
+            signals.write_audio(
+                corpus / emotion / f"{emotion}{i}.wav", samples, sample_rate_hz=16_000
+            )
+    return corpus
+
+
+def _non_utf8(path: Path) -> str:
+    """``path`` renamed to a name that is not UTF-8; returned as Python spells such names."""
+    target = os.fsencode(path.parent) + b"/" + NON_UTF8
+    os.rename(path, target)
+    return os.fsdecode(target)
+
+
+def test_printable_escapes_bytes_and_terminal_codes() -> None:
+    assert printable(os.fsdecode(NON_UTF8)) == "caf\\xe9.wav"
+    assert printable(ESCAPES) == "\\x1b[31mred\\x1b[0m.wav"
+    assert printable("r\u202egnp.wav") == "r\\u202egnp.wav"  # right-to-left override
+    assert printable("Ünïcødé 😊.wav") == "Ünïcødé 😊.wav"
+
+
+def test_a_good_clip_with_a_non_utf8_name_is_answered(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path)
+    name = _non_utf8(corpus / "happy" / "happy0.wav")
+    assert load_audio(name, sample_rate_hz=RATE_HZ).duration_s == pytest.approx(1.2)
+    report = scan([corpus])
+    assert os.fsdecode(NON_UTF8) in {c.path.name for c in report.clips}
+
+
+def test_a_terminal_escape_in_a_name_is_shown_not_obeyed(tmp_path: Path) -> None:
+    with pytest.raises(AudioError) as caught:
+        load_audio(b"not audio at all" * 8, sample_rate_hz=RATE_HZ, name=ESCAPES)
+    assert str(caught.value) == MESSAGES["escape-codes-in-name"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ser", *args], cwd=ROOT, capture_output=True, text=True,
+        errors="surrogateescape", timeout=300,
+    )  # fmt: skip
+
+
+def test_cli_scan_lists_odd_names_escaped(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path)
+    _non_utf8(corpus / "happy" / "happy0.wav")
+    (corpus / "happy" / ESCAPES.replace(".wav", ".txt")).write_text("notes")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(corpus / "angry" / "pipe.wav")
+    run = _cli("scan", "--data", str(corpus))
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr and "\x1b" not in run.stdout
+    assert "4 clips" in run.stderr
+    assert "\\x1b[31mred\\x1b[0m.txt: not an audio file (.txt)" in run.stdout
+    if hasattr(os, "mkfifo"):
+        assert f"pipe.wav: {MESSAGES['fifo-in-dataset']}" in run.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_cli_predict_answers_past_a_fifo_and_odd_names(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path)
+    odd = _non_utf8(corpus / "happy" / "happy0.wav")
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    escaped = tmp_path / ESCAPES
+    escaped.write_bytes(b"not audio at all" * 8)
+    good = corpus / "angry" / "angry0.wav"
+    run = _cli("predict", odd, str(fifo), str(escaped), str(good))
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr and "\x1b" not in run.stdout
+    lines = run.stdout.splitlines()
+    assert len(lines) == 4, run.stdout
+    assert lines[0].startswith(f"{printable(odd)}: ") and "error" not in lines[0]
+    assert lines[1] == f"{fifo}: error: {seen('fifo', 'pipe.wav')}"
+    assert lines[2].endswith(f": error: {MESSAGES['escape-codes-in-name']}")
+    assert lines[3].startswith(f"{good}: ") and "error" not in lines[3]
