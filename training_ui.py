@@ -8,8 +8,10 @@
   time: while it runs, every other session sees its progress and cannot start another.
 - The page polls the job with ``st.fragment(run_every=...)``: only the progress panel redraws,
   once a second, and only while a run is under way.
-- ``training_disabled`` reads the switch for public deployments: the environment variable
-  ``SER_DISABLE_TRAINING=1`` (or a Streamlit secret of that name) turns the page off.
+- ``training_access`` reads the switch: training is off unless a deployer turns it on, with
+  ``SER_ENABLE_TRAINING=1`` or by naming a data root, ``SER_DATA_DIR`` (environment variables
+  or Streamlit secrets). With a data root the page scans only folders under it, so a visitor
+  cannot list the server's files. ``SER_DISABLE_TRAINING=1`` turns it off whatever else says.
 
 The page reads the dataset folders it is pointed at and writes nothing into them: features go
 to the cache (``SER_CACHE_DIR`` or ``~/.cache/ser``), models to the models folder
@@ -25,6 +27,7 @@ import shlex
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -35,6 +38,7 @@ import plotly.graph_objects as go  # imported whole here: plotly uses a half-imp
 import streamlit as st
 
 from ser import plots, store, train
+from ser.audio import printable
 from ser.datasets import LAYOUTS_HELP, ScanReport, ravdess_actor, scan
 from ser.emotions import ALL_EMOTIONS
 from ser.errors import DatasetError, SERError, TrainingStopped
@@ -109,18 +113,83 @@ SAVED_KEY = "train_saved"  # (job id, ModelInfo) once this session saved its run
 # ============================================================================ the switch
 
 
-def _truthy(value: object) -> bool:
-    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+ENABLE_SETTING = "SER_ENABLE_TRAINING"
+DISABLE_SETTING = "SER_DISABLE_TRAINING"
+DATA_ROOT_SETTING = "SER_DATA_DIR"
+# The only values a switch takes; anything else keeps training off and says so (a typo in a
+# public deployment's settings must not open the server's disk).
+SWITCH_VALUES = {"1": True, "true": True, "yes": True, "on": True,
+                 "0": False, "false": False, "no": False, "off": False, "": False}  # fmt: skip
+OFF = "Training is turned off on this deployment."
+OFF_HOW = (
+    "To train a model, run the app on your own machine with `SER_ENABLE_TRAINING=1` (or "
+    "`SER_DATA_DIR` set to the folder that holds your datasets), or use `python -m ser train`."
+)
+
+
+@dataclass(frozen=True)
+class Access:
+    """Whether the Train page may run, why not, and the folder it is confined to (if any)."""
+
+    enabled: bool
+    message: str = ""
+    data_root: Path | None = None
+
+
+def _setting(name: str) -> str:
+    """An environment variable, else the Streamlit secret of that name, else ""."""
+    if name in os.environ:
+        return os.environ[name].strip()
+    try:
+        return str(st.secrets.get(name, "")).strip()
+    except Exception:  # no secrets file, or an unreadable one: the environment decides
+        return ""
+
+
+def _switch(name: str) -> bool | str:
+    """The switch's value, or the message that says it is not understood."""
+    value = _setting(name)
+    if value.lower() in SWITCH_VALUES:
+        return SWITCH_VALUES[value.lower()]
+    accepted = ", ".join(v for v in SWITCH_VALUES if v)
+    return f"{name}={value!r} is not understood, so training stays off. Use one of: {accepted}."
+
+
+def training_access() -> Access:
+    """Off unless turned on; a data root, when named, turns it on and confines it."""
+    disable, enable = _switch(DISABLE_SETTING), _switch(ENABLE_SETTING)
+    for value in (disable, enable):
+        if isinstance(value, str):
+            return Access(False, f"{OFF} {value}")
+    if disable:
+        return Access(False, f"{OFF} {OFF_HOW}")
+    root = _setting(DATA_ROOT_SETTING)
+    if root:
+        return Access(True, data_root=Path(root).expanduser().resolve())
+    return Access(True) if enable else Access(False, f"{OFF} {OFF_HOW}")
 
 
 def training_disabled() -> bool:
-    """True when ``SER_DISABLE_TRAINING`` is set (environment variable or Streamlit secret)."""
-    if _truthy(os.environ.get("SER_DISABLE_TRAINING", "")):
-        return True
-    try:
-        return _truthy(st.secrets.get("SER_DISABLE_TRAINING", ""))
-    except Exception:  # no secrets file, or an unreadable one: the environment decides
-        return False
+    return not training_access().enabled
+
+
+def confine(folders: Sequence[str], root: Path | None) -> tuple[str, ...]:
+    """The folders to scan: with a data root, only folders under it (a relative one is taken
+    from it). Raises ``DatasetError`` for one outside it before looking at it, so the answer
+    says nothing about what exists outside."""
+    if root is None:
+        return tuple(folders)
+    inside = []
+    for folder in folders:
+        path = Path(folder).expanduser()
+        resolved = (path if path.is_absolute() else root / path).resolve()
+        if not resolved.is_relative_to(root):
+            raise DatasetError(
+                f"'{printable(folder)}' is outside the data folder this server trains from "
+                f"({root}). Type a folder under it."
+            )
+        inside.append(str(resolved))
+    return tuple(inside)
 
 
 # ============================================================================ the job
@@ -334,7 +403,7 @@ def own_job() -> TrainingJob | None:
 
 
 def _data_dir_hint() -> str:
-    return os.environ.get("SER_DATA_DIR", "").strip()
+    return _setting(DATA_ROOT_SETTING)
 
 
 def _folders(text: str) -> tuple[str, ...]:
@@ -352,10 +421,15 @@ def layouts_markdown() -> str:
     return "\n".join(f"- {line}" for line in LAYOUTS_HELP.splitlines())
 
 
-def choose_data(*, busy: bool) -> ScanReport | None:
-    """Folder input and Scan button; shows the scan. Returns the report once a scan worked."""
+def choose_data(*, busy: bool, data_root: Path | None = None) -> ScanReport | None:
+    """Folder input and Scan button; shows the scan. Returns the report once a scan worked.
+
+    With ``data_root``, only folders under it are scanned or even looked at.
+    """
     st.header("1. Data", divider="gray")
     hint = _data_dir_hint()
+    if data_root is not None:
+        st.caption(f"This server trains only from folders under `{data_root}`.")
     text = st.text_area(
         "Dataset folders, one per line",
         value=hint,
@@ -371,7 +445,7 @@ def choose_data(*, busy: bool) -> ScanReport | None:
         st.session_state.pop(SCAN_KEY, None)
         st.session_state.pop(SCAN_ERROR_KEY, None)
         try:
-            report = _scan_with_progress(folders)
+            report = _scan_with_progress(confine(folders, data_root))
         except DatasetError as error:
             st.session_state[SCAN_ERROR_KEY] = (folders, str(error))
         else:
@@ -381,7 +455,13 @@ def choose_data(*, busy: bool) -> ScanReport | None:
     failed = failed[1] if failed is not None and failed[0] == folders else None
     if failed is not None:
         _show_dataset_error(failed)  # with the layouts understood
-    local_data = any(Path(f).expanduser().is_dir() for f in (hint, *folders) if f)
+    try:
+        local_data = any(
+            Path(f).expanduser().is_dir()
+            for f in confine([hint, *folders] if hint else folders, data_root)
+        )
+    except DatasetError:  # outside the root: said above, and not looked at
+        local_data = False
     with st.expander("Where to get a dataset", icon=":material/download:", expanded=not local_data):
         st.markdown(DATASET_SOURCES)
         if failed is None:

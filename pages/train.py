@@ -16,19 +16,18 @@ st.caption(
     "speakers it never heard, and save it for the Recognise page."
 )
 
-if tui.training_disabled():
-    st.info(
-        "Training is turned off on this deployment. To train a model, run the app on your own "
-        "machine, or use `python -m ser train`.",
-        icon=":material/block:",
-    )
+access = tui.training_access()  # off unless the deployer turns it on
+if not access.enabled:
+    st.info(access.message, icon=":material/block:")
     st.stop()
 
 tui.show_other_run()  # another session's run: one run at a time
 job = tui.own_job()
 busy = job is not None and job.running
 
-report = tui.choose_data(busy=busy)  # 1. folders, scan, what was found and skipped
+report = tui.choose_data(
+    busy=busy, data_root=access.data_root
+)  # 1. folders, scan, what was found and skipped
 if report is not None:
     choice = tui.choose_options(report, busy=busy)  # 2. model, emotions, epochs, validation
     tui.training_controls(report, choice)  # 3. the Train button

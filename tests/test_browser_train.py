@@ -33,6 +33,7 @@ def app_url(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "SER_CACHE_DIR": str(tmp_path_factory.mktemp("browser-feature-cache")),
         "SER_DATA_DIR": "",
         "SER_DISABLE_TRAINING": "",
+        "SER_ENABLE_TRAINING": "1",  # off unless turned on
     }
     with browser.streamlit_server("app.py", env=env) as url:
         yield url

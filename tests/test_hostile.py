@@ -42,6 +42,14 @@ MESSAGES = {
     "fifo-in-dataset": "a pipe (FIFO), not a regular file",  # the scan's reason, the file skipped
     # File names: any bytes, shown escaped; never a traceback, never obeyed by a terminal.
     "non-utf8-name": None,  # answered; shown as 'caf\\xe9.wav'
+    # The Train page: off unless the deployer turns it on; confined to the data root if named.
+    "training-default": "Training is turned off on this deployment. To train a model, run the app "
+    "on your own machine with `SER_ENABLE_TRAINING=1` (or `SER_DATA_DIR` set to the folder that "
+    "holds your datasets), or use `python -m ser train`.",
+    "training-switch-typo": "Training is turned off on this deployment. SER_DISABLE_TRAINING='y' is "
+    "not understood, so training stays off. Use one of: 1, true, yes, on, 0, false, no, off.",
+    "outside-data-root": "'{name}' is outside the data folder this server trains from ({root}). "
+    "Type a folder under it.",
     "escape-codes-in-name": "'\\x1b[31mred\\x1b[0m.wav' is not a recognisable audio file. "
     "Supported formats: WAV, FLAC, OGG, MP3.",
 }
@@ -326,3 +334,90 @@ def test_cli_predict_answers_past_a_fifo_and_odd_names(tmp_path: Path) -> None:
     assert lines[1] == f"{fifo}: error: {seen('fifo', 'pipe.wav')}"
     assert lines[2].endswith(f": error: {MESSAGES['escape-codes-in-name']}")
     assert lines[3].startswith(f"{good}: ") and "error" not in lines[3]
+
+
+# ---------------------------------------------------------------------------- the Train page
+
+
+SWITCHES = ("SER_ENABLE_TRAINING", "SER_DISABLE_TRAINING", "SER_DATA_DIR")
+
+
+@pytest.fixture
+def no_switches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    for name in SWITCHES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SER_MODELS_DIR", str(tmp_path / "models"))  # no model: a quick page
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("settings", "enabled", "case"),
+    [
+        ({}, False, "training-default"),
+        ({"SER_DISABLE_TRAINING": "y"}, False, "training-switch-typo"),  # it failed open
+        ({"SER_ENABLE_TRAINING": "1", "SER_DISABLE_TRAINING": "y"}, False, "training-switch-typo"),
+        ({"SER_ENABLE_TRAINING": "1", "SER_DISABLE_TRAINING": "1"}, False, "training-default"),
+        ({"SER_ENABLE_TRAINING": "off"}, False, "training-default"),
+        ({"SER_ENABLE_TRAINING": "1"}, True, None),
+        ({"SER_ENABLE_TRAINING": " Yes "}, True, None),
+        ({"SER_DATA_DIR": "/srv/data"}, True, None),
+    ],
+)
+def test_the_training_switch_takes_only_known_values_and_fails_closed(
+    settings: dict[str, str], enabled: bool, case: str | None, no_switches: pytest.MonkeyPatch
+) -> None:
+    import training_ui
+
+    for name, value in settings.items():
+        no_switches.setenv(name, value)
+    access = training_ui.training_access()
+    assert access.enabled is enabled
+    assert access.message == (MESSAGES[case] if case else "")
+
+
+def test_a_data_root_confines_the_scan(tmp_path: Path) -> None:
+    from ser.errors import DatasetError
+    from training_ui import confine
+
+    root = (tmp_path / "data").resolve()
+    (root / "ravdess").mkdir(parents=True)
+    assert confine(["ravdess", str(root / "ravdess")], root) == (str(root / "ravdess"),) * 2
+    for outside in ("/etc", "../", str(tmp_path), "ravdess/../../"):
+        with pytest.raises(DatasetError) as caught:
+            confine([outside], root)
+        assert str(caught.value) == MESSAGES["outside-data-root"].format(name=outside, root=root)
+
+
+@pytest.mark.slow
+def test_a_visitor_cannot_scan_outside_the_data_root(
+    tmp_path: Path, no_switches: pytest.MonkeyPatch
+) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    root = _corpus(tmp_path).resolve()
+    no_switches.setenv("SER_DATA_DIR", str(root))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/train.py").run()
+    at.text_area(key="train_folders").set_value("/etc").run()
+    at.button(key="train_scan_button").click().run()
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == [
+        MESSAGES["outside-data-root"].format(name="/etc", root=root)
+    ]
+    assert not at.get("plotly_chart") and not at.dataframe  # nothing of /etc is listed
+    at.text_area(key="train_folders").set_value(str(root)).run()
+    at.button(key="train_scan_button").click().run()
+    assert not at.exception, at.exception
+    assert not any("outside the data folder" in e.value for e in at.error)
+    assert "**4 usable clips**" in at.success[0].value
+
+
+@pytest.mark.slow
+def test_the_train_page_is_off_by_default(no_switches: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception, at.exception
+    assert [i.value for i in at.info] == [MESSAGES["training-default"]]
+    assert not at.text_area and not at.button

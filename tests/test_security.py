@@ -226,6 +226,8 @@ def test_ser_disable_training_turns_the_train_page_off(
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("SER_MODELS_DIR", str(tiny_models_dir))
+    monkeypatch.delenv("SER_DATA_DIR", raising=False)
+    monkeypatch.setenv("SER_ENABLE_TRAINING", "1")
     if disabled:
         monkeypatch.setenv("SER_DISABLE_TRAINING", "1")
     else:

@@ -38,6 +38,7 @@ def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "feature-cache"))
     monkeypatch.delenv("SER_DATA_DIR", raising=False)
     monkeypatch.delenv("SER_DISABLE_TRAINING", raising=False)
+    monkeypatch.setenv("SER_ENABLE_TRAINING", "1")  # off unless turned on
     return folder
 
 
