@@ -9,12 +9,15 @@
   time, caveats), or many as a table with a CSV download.
 
 Nothing here judges audio or emotions: that is the ``ser`` package's job. TensorFlow is
-imported only by the model loader, so importing this module is cheap.
+imported only by the model loader. pandas and plotly are imported here, with this module,
+before any page runs: plotly uses whatever ``sys.modules`` holds, so a page drawing a chart
+while another thread was still importing pandas met a half-imported pandas.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import re
 import threading
@@ -24,8 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
+import plotly.graph_objects  # noqa: F401  see the module's docstring
 import streamlit as st
 
+from ser import plots
 from ser.audio import MAX_DURATION_S, MIN_DURATION_S, SUPPORTED_FORMATS
 from ser.errors import ModelError, SERError
 from ser.store import (
@@ -36,7 +43,6 @@ from ser.store import (
 )
 
 if TYPE_CHECKING:
-    import pandas as pd
     from streamlit.delta_generator import DeltaGenerator
     from streamlit.runtime.uploaded_file_manager import UploadedFile
 
@@ -174,6 +180,7 @@ def _load_recognizer(name: str, folder: str, stamp: tuple[int, int]) -> Recogniz
 
 def load_recognizer(info: ModelInfo) -> Recognizer:
     """The loaded model; raises ``ModelError`` (remembered, so it is not retried every run)."""
+    _wait_for_warmup()
     stamp = _stamp(info)
     try:
         return _load_recognizer(info.name, str(info.keras_path.parent), stamp)
@@ -182,23 +189,34 @@ def load_recognizer(info: ModelInfo) -> Recognizer:
         raise
 
 
-_warmup_lock = threading.Lock()
+# next() on a count is atomic: exactly one caller sees 0, with no lock to hold.
+_warmup_calls = itertools.count()
 _warmup_started = False
+_warmup_thread: threading.Thread | None = None
 
 
 def start_warmup() -> None:
     """Load the default model in a background thread, once per process.
 
     The first page renders while TensorFlow imports and the model loads, and whoever
-    needs the model first waits only for what is left (``st.cache_resource`` lets one
-    caller compute a value while the others wait for it).
+    needs a model first waits only for what is left.
     """
-    global _warmup_started
-    with _warmup_lock:
-        if _warmup_started:
-            return
-        _warmup_started = True
-    threading.Thread(target=_warm_up, name="ser-model-warmup", daemon=True).start()
+    global _warmup_started, _warmup_thread
+    if next(_warmup_calls) == 0:
+        thread = threading.Thread(target=_warm_up, name="ser-model-warmup", daemon=True)
+        _warmup_thread, _warmup_started = thread, True
+        thread.start()
+        return
+    while _warmup_thread is None:  # the first caller is a few bytecodes from setting it
+        time.sleep(0)
+
+
+def _wait_for_warmup() -> None:
+    """Let the warm-up finish before loading a model here: TensorFlow is then imported by
+    one thread only, never by two at once."""
+    thread = _warmup_thread
+    if thread is not None and thread is not threading.current_thread():
+        thread.join()
 
 
 def _warm_up() -> None:
@@ -206,11 +224,6 @@ def _warm_up() -> None:
         info = default_model(list(installed_models()))
         if info is not None:
             load_recognizer(info)
-        # What the first result needs next, so it does not wait for these imports either.
-        import pandas  # noqa: F401
-        import plotly.graph_objects  # noqa: F401
-
-        from ser import plots  # noqa: F401
     except Exception:  # the page reports load errors itself when it needs the model
         log.exception("warming up the default model failed")
 
@@ -343,10 +356,6 @@ def _show_recall(info: ModelInfo) -> None:
     evaluation = info.metadata.get("evaluation", {})
     confusion, labels = evaluation.get("confusion"), evaluation.get("labels")
     if confusion and labels and len(confusion) == len(labels):
-        import numpy as np
-
-        from ser import plots
-
         figure = plots.recall_bars(np.asarray(confusion), labels)
         st.sidebar.plotly_chart(figure, config=PLOT_CONFIG, key="model_recall")
 
@@ -462,7 +471,11 @@ def recognise(recognizer: Recognizer, clips: Sequence[Clip], *, key: str) -> lis
     model_id = (recognizer.info.name, _stamp(recognizer.info))
     default = default_model([m for m in installed_models() if _problem(m) is None])
     # Only the default hands recordings on: a model picked by hand answers everything itself.
-    narrower = _narrower(recognizer) if default is not None and default.name == recognizer.info.name else None
+    narrower = (
+        _narrower(recognizer)
+        if default is not None and default.name == recognizer.info.name
+        else None
+    )
     current: dict[tuple[Any, ...], Outcome] = {}
     outcomes = []
     for clip in clips:
@@ -529,8 +542,6 @@ def show_outcome(outcome: Outcome, *, key: str) -> None:
         for caveat in result.caveats:
             st.warning(md(caveat), icon=":material/warning:")
     with right:
-        from ser import plots
-
         st.plotly_chart(
             plots.probability_bars(result.prediction.as_dict()),
             key=f"{key}-probabilities",
@@ -544,8 +555,6 @@ def _show_views(result: Result, *, key: str) -> None:
 
     Only the open tab is computed and sent: a spectrogram is the heaviest thing on the page.
     """
-    from ser import plots
-
     audio, timeline = result.audio, result.timeline
     names = ["Waveform", "Spectrogram"]
     if timeline is not None:
@@ -574,8 +583,6 @@ def _show_views(result: Result, *, key: str) -> None:
 
 def outcomes_table(outcomes: Sequence[Outcome], labels: Sequence[str]) -> pd.DataFrame:
     """One row per clip: file, emotion, confidence, error, each emotion's probability, caveats."""
-    import pandas as pd
-
     rows = []
     for o in outcomes:
         row: dict[str, Any] = {"file": o.clip.name, "emotion": None, "confidence": None}
@@ -596,7 +603,12 @@ def show_table(outcomes: Sequence[Outcome], labels: Sequence[str], *, key: str) 
     if failed:
         summary += f", {failed} could not be used (see the *error* column)"
     models = list(dict.fromkeys(o.model for o in outcomes))  # the default hands some clips on
-    st.markdown(summary + f". Model{'s' if len(models) > 1 else ''} " + ", ".join(f"**{m}**" for m in models) + ".")
+    st.markdown(
+        summary
+        + f". Model{'s' if len(models) > 1 else ''} "
+        + ", ".join(f"**{m}**" for m in models)
+        + "."
+    )
     table = outcomes_table(outcomes, labels)
     percent = {k: st.column_config.NumberColumn(k, format="percent") for k in labels}
     st.dataframe(
@@ -626,8 +638,6 @@ def show_table(outcomes: Sequence[Outcome], labels: Sequence[str], *, key: str) 
 
 
 def models_overview(models: Sequence[ModelInfo]) -> pd.DataFrame:
-    import pandas as pd
-
     default = default_model([m for m in models if _problem(m) is None])
     rows = []
     for m in models:
@@ -687,8 +697,6 @@ def show_model_details(info: ModelInfo) -> None:
     else:
         right, left = st.columns([2, 1], gap="large")
     if folds:
-        import pandas as pd
-
         with left:
             st.markdown("**Per fold** (each fold tests on speakers left out of training)")
             table = pd.DataFrame(folds)
@@ -701,10 +709,6 @@ def show_model_details(info: ModelInfo) -> None:
                 },
             )  # fmt: skip
     if confusion:
-        import numpy as np
-
-        from ser import plots
-
         with right:
             st.plotly_chart(
                 plots.confusion_matrix(np.asarray(confusion), evaluation.get("labels", info.labels)),
