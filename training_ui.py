@@ -499,7 +499,8 @@ def layouts_text(report: ScanReport) -> str:
 
 def skipped_table(report: ScanReport) -> pd.DataFrame:
     return pd.DataFrame(
-        [(str(s.path), s.reason) for s in report.skipped], columns=["file", "reason"]
+        [(printable(str(s.path)), printable(s.reason)) for s in report.skipped],
+        columns=["file", "reason"],
     )
 
 
@@ -880,7 +881,8 @@ def show_results(job: TrainingJob, snap: Snapshot) -> None:
     )
     if data.dropped:
         with st.expander(f"{len(data.dropped)} clips could not be read and were left out"):
-            st.dataframe(pd.DataFrame(data.dropped, columns=["file", "reason"]), hide_index=True)
+            rows = [(printable(path), printable(reason)) for path, reason in data.dropped]
+            st.dataframe(pd.DataFrame(rows, columns=["file", "reason"]), hide_index=True)
     left, right = st.columns([3, 2], gap="large")
     left.plotly_chart(
         plots.confusion_matrix(result.scores.confusion, result.scores.labels),

@@ -421,3 +421,29 @@ def test_the_train_page_is_off_by_default(no_switches: pytest.MonkeyPatch) -> No
     assert not at.exception, at.exception
     assert [i.value for i in at.info] == [MESSAGES["training-default"]]
     assert not at.text_area and not at.button
+
+
+@pytest.mark.slow
+def test_the_train_page_lists_odd_names_escaped_and_skips_a_fifo(
+    tmp_path: Path, no_switches: pytest.MonkeyPatch
+) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    root = _corpus(tmp_path).resolve()
+    _non_utf8(root / "happy" / "happy0.wav")
+    (root / "happy" / "notes.txt").write_text("x")
+    os.rename(root / "happy" / "notes.txt", os.fsencode(root / "happy") + b"/caf\xe9.txt")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(root / "angry" / "pipe.wav")
+    no_switches.setenv("SER_DATA_DIR", str(root))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/train.py").run()
+    at.button(key="train_scan_button").click().run()  # the data root is filled in
+    at.run()  # and every rerun after it
+    assert not at.exception, at.exception
+    assert "**4 usable clips**" in at.success[0].value
+    [skipped] = [d.value for d in at.dataframe]
+    shown = dict(zip(skipped["file"], skipped["reason"], strict=True))
+    assert shown[str(root / "happy" / "caf\\xe9.txt")] == "not an audio file (.txt)"
+    if hasattr(os, "mkfifo"):
+        assert shown[str(root / "angry" / "pipe.wav")] == MESSAGES["fifo-in-dataset"]
