@@ -21,13 +21,106 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ModelError
-from .features import FeatureConfig
+from .features import FeatureConfig, FeatureKind
 
 if TYPE_CHECKING:
     import keras
 
 METADATA_FORMAT = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_MAX_MODEL_RATE_HZ = 192_000  # ser.audio's limit for recordings; a model needs no more
+
+# The one schema of a model's JSON, checked when the folder is read, so that everything that
+# shows or uses a model (listings, the app, predict) can trust it. A field's spec is its type,
+# whether it is required, and for objects the spec of their fields (unknown fields are kept).
+Spec = tuple[type | tuple[type, ...], bool, "dict[str, Spec] | None"]
+_NUMBER = (int, float)
+_FRACTION: Spec = (_NUMBER, False, None)
+_POSITIVE: Spec = (int, True, None)
+SCHEMA: dict[str, Spec] = {
+    "labels": (list, True, None),  # distinct emotion names, at least two (checked below)
+    "features": (dict, True, {
+        "kind": (str, True, None),
+        "sample_rate_hz": _POSITIVE,
+        "n_mfcc": _POSITIVE,
+        "n_mels": _POSITIVE,
+        "n_fft": _POSITIVE,
+        "hop_length": _POSITIVE,
+        "trim_db": ((*_NUMBER, type(None)), False, None),
+        "level_dbfs": ((*_NUMBER, type(None)), False, None),
+    }),
+    "evaluation": (dict, False, {
+        "protocol": (str, False, None),
+        "mean_accuracy": _FRACTION,
+        "mean_uar": _FRACTION,
+        "folds": (list, False, None),
+        "confusion": (list, False, None),
+        "labels": (list, False, None),
+    }),
+    "trained_on": (dict, False, {
+        "corpora": (dict, False, None),
+        "clips": (int, False, None),
+        "speakers": (int, False, None),
+        "emotions": (dict, False, None),
+    }),
+    "training": (dict, False, None),
+    "shipped": (bool, False, None),
+    "sha256": (str, False, None),
+    "command": (str, False, None),
+    "model_type": (str, False, None),
+    "title": (str, False, None),
+    "created_utc": (str, False, None),
+}  # fmt: skip
+
+
+def _type_name(value: object) -> str:
+    return {dict: "an object", list: "a list", str: "text", bool: "true or false",
+            type(None): "null"}.get(type(value), "a number")  # fmt: skip
+
+
+def _check_fields(data: object, spec: dict[str, Spec], where: str) -> None:
+    """Raises ``ValueError`` naming the first field of ``data`` that does not fit ``spec``."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where or 'the metadata'} must be an object, not {_type_name(data)}")
+    for key, (types, required, fields) in spec.items():
+        name = f"{where}.{key}" if where else key
+        if key not in data:
+            if required:
+                raise ValueError(f"{name} is missing")
+            continue
+        value = data[key]
+        if not _fits(value, types):
+            raise ValueError(f"{name} must not be {_type_name(value)}")
+        if fields is not None:
+            _check_fields(value, fields, name)
+        if spec[key] is _POSITIVE and value <= 0:  # the shared specs carry a range
+            raise ValueError(f"{name} must be positive, not {value}")
+        if spec[key] is _FRACTION and not 0 <= value <= 1:
+            raise ValueError(f"{name} must be between 0 and 1, not {value}")
+
+
+def _fits(value: object, types: type | tuple[type, ...]) -> bool:
+    allowed = types if isinstance(types, tuple) else (types,)
+    # bool is an int to Python, never to a person reading the file
+    return isinstance(value, allowed) and (bool in allowed or not isinstance(value, bool))
+
+
+def validate_metadata(metadata: object) -> dict[str, Any]:
+    """``metadata`` if it fits ``SCHEMA``; else ``ValueError`` saying which field does not."""
+    _check_fields(metadata, SCHEMA, "")
+    assert isinstance(metadata, dict)
+    labels = metadata["labels"]
+    if len(labels) < 2 or not all(isinstance(label, str) and label for label in labels):
+        raise ValueError("labels must be at least two emotion names")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be distinct: {', '.join(labels)}")
+    features = metadata["features"]
+    if features["kind"] not in {k.value for k in FeatureKind}:
+        raise ValueError(f"features.kind '{features['kind']}' is not a known kind of features")
+    if features["sample_rate_hz"] > _MAX_MODEL_RATE_HZ:
+        raise ValueError(f"features.sample_rate_hz must be at most {_MAX_MODEL_RATE_HZ:,}")
+    FeatureConfig.from_dict(features)
+    return metadata
 
 
 def default_models_dir() -> Path:
@@ -105,12 +198,17 @@ def _read_info(json_path: Path) -> ModelInfo:
     name = json_path.stem
     keras_path = json_path.with_suffix(".keras")
     try:
-        metadata = json.loads(json_path.read_text(encoding="utf-8"))
-        if not isinstance(metadata, dict) or "labels" not in metadata or "features" not in metadata:
-            raise ValueError("labels or feature settings missing")
-        FeatureConfig.from_dict(metadata["features"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        document = json.loads(json_path.read_text(encoding="utf-8"))
+    except RecursionError:
+        return ModelInfo(name, keras_path, {}, "metadata unreadable: nested too deeply")
+    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError among them
         return ModelInfo(name, keras_path, {}, f"metadata unreadable: {error}")
+    try:
+        metadata = validate_metadata(document)
+    except RecursionError:
+        return ModelInfo(name, keras_path, {}, "metadata invalid: nested too deeply")
+    except (ValueError, KeyError, TypeError) as error:
+        return ModelInfo(name, keras_path, {}, f"metadata invalid: {error}")
     if not keras_path.is_file():
         return ModelInfo(name, keras_path, metadata, "model file missing")
     expected = metadata.get("sha256")
@@ -136,7 +234,9 @@ def default_model(models: list[ModelInfo]) -> ModelInfo | None:
     return ranked[0] if ranked else None
 
 
-def model_for_source_rate(models: Sequence[ModelInfo], *, source_rate_hz: int, labels: Sequence[str]) -> ModelInfo | None:
+def model_for_source_rate(
+    models: Sequence[ModelInfo], *, source_rate_hz: int, labels: Sequence[str]
+) -> ModelInfo | None:
     """The best shipped model with these labels that needs no more than ``source_rate_hz``.
 
     A model takes a band it learnt from but a recording cannot hold (nothing above 8 kHz in a
@@ -293,7 +393,12 @@ def save_model(
         folder.mkdir(parents=True, exist_ok=True)
         with _save_lock(folder):
             model.save(tmp_keras)
-            metadata = {**metadata, "format": METADATA_FORMAT, "name": name, "sha256": _sha256(tmp_keras)}
+            metadata = {
+                **metadata,
+                "format": METADATA_FORMAT,
+                "name": name,
+                "sha256": _sha256(tmp_keras),
+            }
             if json_path.exists():  # overwriting: the old pair stays, hidden, until the new is in
                 for source, backup in ((keras_path, backup_keras), (json_path, backup_json)):
                     backup.unlink(missing_ok=True)
@@ -311,7 +416,9 @@ def save_model(
                 keras_path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             _recover(folder)  # an overwritten model comes back
-        raise ModelError(f"Could not save model '{name}' in {folder}: {error.strerror or error}") from error
+        raise ModelError(
+            f"Could not save model '{name}' in {folder}: {error.strerror or error}"
+        ) from error
     finally:
         with contextlib.suppress(OSError):  # e.g. the folder could not be made at all
             tmp_keras.unlink(missing_ok=True)

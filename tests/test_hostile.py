@@ -8,6 +8,7 @@ cannot drift from what is really shown.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -50,6 +51,15 @@ MESSAGES = {
     "not understood, so training stays off. Use one of: 1, true, yes, on, 0, false, no, off.",
     "outside-data-root": "'{name}' is outside the data folder this server trains from ({root}). "
     "Type a folder under it.",
+    # Model metadata: one schema, checked when the folder is read; a misfit is listed as broken.
+    "evaluation-null": "metadata invalid: evaluation must not be null",
+    "labels-null": "metadata invalid: labels must not be null",
+    "trained-on-null": "metadata invalid: trained_on must not be null",
+    "sample-rate-0": "metadata invalid: features.sample_rate_hz must be positive, not 0",
+    "duplicate-labels": "metadata invalid: labels must be distinct: neutral, neutral, happy, sad, "
+    "angry, fearful, disgust, surprised",
+    "accuracy-as-text": "metadata invalid: evaluation.mean_accuracy must not be text",
+    "not-an-object": "metadata invalid: the metadata must be an object, not a list",
     "escape-codes-in-name": "'\\x1b[31mred\\x1b[0m.wav' is not a recognisable audio file. "
     "Supported formats: WAV, FLAC, OGG, MP3.",
 }
@@ -447,3 +457,83 @@ def test_the_train_page_lists_odd_names_escaped_and_skips_a_fifo(
     assert shown[str(root / "happy" / "caf\\xe9.txt")] == "not an audio file (.txt)"
     if hasattr(os, "mkfifo"):
         assert shown[str(root / "angry" / "pipe.wav")] == MESSAGES["fifo-in-dataset"]
+
+
+# ---------------------------------------------------------------------------- model metadata
+
+
+BAD_METADATA: dict[str, Callable[[dict], object]] = {
+    "evaluation-null": lambda m: {**m, "evaluation": None},
+    "labels-null": lambda m: {**m, "labels": None},
+    "trained-on-null": lambda m: {**m, "trained_on": None},
+    "sample-rate-0": lambda m: {**m, "features": {**m["features"], "sample_rate_hz": 0}},
+    "duplicate-labels": lambda m: {
+        **m,
+        "labels": [m["labels"][0], *m["labels"][:1], *m["labels"][2:]],
+    },
+    "accuracy-as-text": lambda m: {**m, "evaluation": {**m["evaluation"], "mean_accuracy": "63%"}},
+    "not-an-object": lambda m: [m],
+}
+
+
+@pytest.fixture
+def bad_models(tmp_path: Path) -> Path:
+    """A models folder: one good model and one copy of it per bad metadata case."""
+    import shutil
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    source = ROOT / "models" / "classic-lstm"
+    meta = json.loads(source.with_suffix(".json").read_text())
+    shutil.copy(source.with_suffix(".keras"), folder / "good.keras")
+    (folder / "good.json").write_text(json.dumps({**meta, "name": "good"}))
+    for case, damage in BAD_METADATA.items():
+        shutil.copy(source.with_suffix(".keras"), folder / f"{case}.keras")
+        (folder / f"{case}.json").write_text(json.dumps(damage({**meta, "name": case})))
+    return folder
+
+
+def test_every_bad_metadata_case_is_listed_as_broken_with_its_reason(bad_models: Path) -> None:
+    from ser import store
+
+    problems = {m.name: m.problem for m in store.list_models(bad_models)}
+    assert problems == {"good": None, **{case: MESSAGES[case] for case in BAD_METADATA}}
+    assert store.default_model(store.list_models(bad_models)).name == "good"
+    for info in store.list_models(bad_models):
+        info.summary()  # never raises
+
+
+def test_models_and_predict_never_traceback_on_bad_metadata(
+    bad_models: Path, tmp_path: Path
+) -> None:
+    models = _cli("--models-dir", str(bad_models), "models")
+    assert models.returncode == 0 and "Traceback" not in models.stderr, models.stderr
+    for case in BAD_METADATA:
+        assert f"  {case}: BROKEN ({MESSAGES[case]})" in models.stdout.splitlines()
+    listed = _cli("--models-dir", str(bad_models), "models", "--json")
+    assert {m["name"]: m["problem"] for m in json.loads(listed.stdout)}["labels-null"] == MESSAGES[
+        "labels-null"
+    ]
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(b"unused: the model is refused first")
+    for case in ("evaluation-null", "sample-rate-0"):
+        run = _cli("--models-dir", str(bad_models), "predict", "--model", case, str(clip))
+        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+        assert run.stderr.strip() == f"error: Model '{case}' cannot be used: {MESSAGES[case]}."
+
+
+@pytest.mark.slow
+def test_the_app_lists_bad_metadata_as_broken_and_goes_on(
+    bad_models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SER_MODELS_DIR", str(bad_models))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180).run()
+    assert not at.exception, at.exception
+    assert at.sidebar.selectbox(key="model").options == ["good (43% acc., RAVDESS, TESS)"]
+    captions = " ".join(c.value for c in at.sidebar.caption)
+    for case in BAD_METADATA:
+        assert f"**{case}** is broken and cannot be used: {MESSAGES[case]}" in captions
+    at.switch_page("pages/models.py").run()
+    assert not at.exception, at.exception
