@@ -266,6 +266,33 @@ def cached_count(report: ScanReport, options: TrainOptions, *, cache_dir: Path |
     return cached, len(jobs)
 
 
+MIN_CLIPS_PER_EMOTION = 5  # so the held-out part (a fifth, or other speakers) can hold some of each
+
+
+def _require_enough(counts: Counter[str], options: TrainOptions, *, unread: int = 0) -> None:
+    """Refuse data a model cannot honestly learn from or be judged on: fewer than two emotions,
+    or an emotion with too few clips for the split to test it (a model saved from such data
+    reported 100% on labels it never saw)."""
+    plural = "s" if unread != 1 else ""
+    after = f" after leaving out {unread} clip{plural} that could not be read" if unread else ""
+    present = [e for e in ALL_EMOTIONS if counts.get(e, 0) > 0]
+    if len(present) < 2:
+        raise TrainingError(
+            f"Training needs at least two emotions; found {len(present)} "
+            f"({', '.join(present) or 'none'}){after}."
+        )
+    low = [e for e in ALL_EMOTIONS if e in counts and counts[e] < MIN_CLIPS_PER_EMOTION]
+    short = [f"{e} has {counts[e]}" for e in low]
+    if short:
+        random = options.validation is Validation.RANDOM
+        split = "random 20% split" if random else "speaker-independent hold-out"
+        raise TrainingError(
+            f"Training needs at least {MIN_CLIPS_PER_EMOTION} clips of each emotion for a "
+            f"{split}, so that the held-out part holds some of each; {', '.join(short)}{after}. "
+            "Add clips, or leave that emotion out."
+        )
+
+
 def prepare(
     folders: Sequence[str | Path] | ScanReport,
     options: TrainOptions,
@@ -278,10 +305,7 @@ def prepare(
     report = folders if isinstance(folders, ScanReport) else scan(folders)
     relabelled = _relabel(report.clips, options)
     labels = tuple(e for e in ALL_EMOTIONS if e in {emotion for _, emotion in relabelled})
-    if len(labels) < 2:
-        raise TrainingError(
-            f"Training needs at least two emotions; found {len(labels)} ({', '.join(labels) or 'none'})."
-        )
+    _require_enough(Counter(emotion for _, emotion in relabelled), options)  # before the work
     augmentations = [a.value for a in options.augment]
     jobs = _feature_jobs(relabelled, options)
     values = extract_features(jobs, config=options.features, cache_dir=cache_dir, progress=progress, stop=stop)
@@ -291,6 +315,9 @@ def prepare(
         if isinstance(value, str):
             reasons.setdefault(j % n, value)  # a clip goes if any of its variants fails
     keep = [i for i in range(n) if i not in reasons]
+    counts = Counter(dict.fromkeys(labels, 0))  # an emotion whose every clip failed stays, at 0
+    counts.update(relabelled[i][1] for i in keep)
+    _require_enough(counts, options, unread=len(reasons))
     dropped = tuple((str(relabelled[i][0].path), why) for i, why in sorted(reasons.items()))
     augmented = {
         aug: tuple(values[(k + 1) * n + i] for i in keep) for k, aug in enumerate(augmentations)

@@ -537,3 +537,66 @@ def test_the_app_lists_bad_metadata_as_broken_and_goes_on(
         assert f"**{case}** is broken and cannot be used: {MESSAGES[case]}" in captions
     at.switch_page("pages/models.py").run()
     assert not at.exception, at.exception
+
+
+# ---------------------------------------------------------------------------- degenerate data
+
+
+def _folders_corpus(root: Path, counts: dict[str, int], *, silent: str | None = None) -> Path:
+    """One folder per emotion with ``counts`` clips; the ``silent`` emotion's clips scan fine
+    (a valid header) but every one of them fails to load."""
+    for k, (emotion, count) in enumerate(counts.items()):
+        (root / emotion).mkdir(parents=True)
+        for i in range(count):
+            samples = signals.speech_like(duration_s=1.0, sample_rate_hz=16_000, seed=100 * k + i)
+            if emotion == silent:
+                samples = np.zeros_like(samples)
+                samples[i] = (
+                    0.001  # far too quiet to judge; each file differs, so none is dropped as a duplicate
+                )
+            signals.write_audio(
+                root / emotion / f"{emotion}{i}.wav", samples, sample_rate_hz=16_000
+            )
+    return root
+
+
+DEGENERATE = {
+    "one-emotion-left": "Training needs at least two emotions; found 1 (angry) after leaving out "
+    "5 clips that could not be read.",
+    "two-clip-random-split": "Training needs at least 5 clips of each emotion for a random 20% "
+    "split, so that the held-out part holds some of each; happy has 1, angry has 1. Add clips, "
+    "or leave that emotion out.",
+}
+MESSAGES.update(DEGENERATE)
+
+
+def test_training_refuses_when_every_clip_of_an_emotion_fails_to_load(tmp_path: Path) -> None:
+    from ser import train
+    from ser.errors import TrainingError
+
+    corpus = _folders_corpus(tmp_path / "data", {"happy": 5, "angry": 5}, silent="happy")
+    assert len(scan([corpus]).clips) == 10  # the scan sees nothing wrong
+    with pytest.raises(TrainingError) as caught:
+        train.prepare([corpus], train.TrainOptions(), cache_dir=tmp_path / "cache")
+    assert str(caught.value) == MESSAGES["one-emotion-left"]
+
+
+def test_training_refuses_too_few_clips_per_emotion(tmp_path: Path) -> None:
+    from ser import train
+    from ser.errors import TrainingError
+
+    corpus = _folders_corpus(tmp_path / "data", {"happy": 1, "angry": 1})
+    options = train.TrainOptions(validation=train.Validation.RANDOM)
+    with pytest.raises(TrainingError) as caught:
+        train.prepare([corpus], options, cache_dir=tmp_path / "cache")
+    assert str(caught.value) == MESSAGES["two-clip-random-split"]
+
+
+def test_cli_train_refuses_degenerate_data_and_saves_nothing(tmp_path: Path) -> None:
+    corpus = _folders_corpus(tmp_path / "data", {"happy": 1, "angry": 1})
+    models = tmp_path / "models"
+    run = _cli("--models-dir", str(models), "train", "--data", str(corpus), "--name", "tiny",
+               "--validation", "random", "--epochs", "1")  # fmt: skip
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().endswith(f"error: {MESSAGES['two-clip-random-split']}")
+    assert not models.exists() or not list(models.iterdir())
