@@ -12,6 +12,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from .datasets import ScanReport
 from .errors import SERError
 from .models import ModelType
 from .train import Augmentation, Prepared, Progress, TrainOptions, Validation
+
+if TYPE_CHECKING:
+    from .evaluation import CorpusEvaluation
 
 
 def progress_bar(progress: Progress) -> None:
@@ -91,6 +95,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 "confidence": round(prediction.confidence, 4),
                 "probabilities": {k: round(v, 4) for k, v in prediction.as_dict().items()},
                 "caveats": outcome.caveats,
+                **({"timeline": outcome.timeline.as_records()} if outcome.timeline is not None else {}),
             }), flush=True)
         else:
             note = f"  ({'; '.join(outcome.caveats)})" if outcome.caveats else ""
@@ -100,17 +105,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from . import train
-    from .store import save_model, validate_name
+    from .store import check_name_free, save_model
 
-    validate_name(args.name)
+    # Checked before the run, which can take an hour, and again when saving.
+    check_name_free(args.name, models_dir=args.models_dir, overwrite=args.overwrite)
     options = _options(args)
     data = train.prepare(args.data, options, progress=progress_bar)
     _print_prepared(data)
     if args.keep_holdout_model and args.folds:
         raise SERError("--keep-holdout-model goes with the single hold-out, not with --folds.")
-    held = None
+    held, folds = None, None
+    across = _across_corpora(data, options, args) if args.cross_corpus else None
+    temperature = across.temperature if across is not None else None
     if args.folds:
-        evaluation = train.cross_validate(data, options, n_folds=args.folds, progress=progress_bar).to_dict()
+        folds = train.cross_validate(data, options, n_folds=args.folds, progress=progress_bar)
+        evaluation = folds.to_dict(temperature=temperature)
     else:
         held = train.train_holdout(data, options, progress=progress_bar)
         evaluation = train.holdout_evaluation(held)
@@ -124,6 +133,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     command = "python -m ser " + shlex.join(_without_models_dir(args.argv or sys.argv[1:]))
     meta = train.metadata(data, options, evaluation=evaluation, command=command,
                           shipped=args.shipped, train_index=train_index)
+    if across is not None:
+        meta["cross_corpus"] = across.to_dict()
+        meta["calibration"] = {"temperature": across.temperature,
+                               "fitted_on": "leave-one-corpus-out held-out predictions"}
     info = save_model(model, meta, name=args.name, models_dir=args.models_dir, overwrite=args.overwrite)
     print(f"saved {info.keras_path}", file=sys.stderr)
     return 0
@@ -138,10 +151,51 @@ def _without_models_dir(argv: Sequence[str]) -> list[str]:
     return [a for a in argv if not a.startswith("--models-dir=")]
 
 
+def _across_corpora(data: Prepared, options: TrainOptions, args: argparse.Namespace) -> CorpusEvaluation:
+    """Leave-one-corpus-out on ``data``, each --extra-test folder scored by a model of all."""
+    from . import train
+    from .evaluation import leave_one_corpus_out
+
+    extra = [train.prepare([folder], options, progress=progress_bar) for folder in args.extra_test or []]
+    across = leave_one_corpus_out(data, options, extra_tests=extra, progress=progress_bar)
+    _print_across(across.to_dict())
+    return across
+
+
+def _print_across(result: dict[str, Any]) -> None:
+    def line(name: str, f: dict[str, Any]) -> str:
+        return (f"  {name}: accuracy {f['accuracy']:.1%}  UAR {f['uar']:.1%}  ECE {f['ece']:.3f} "
+                f"(calibrated {f['ece_calibrated']:.3f}) on {', '.join(f['labels'])}")
+
+    for name, f in result["corpora"].items():
+        print(f"held out {name}, trained on {' + '.join(f['trained_on'])}:", file=sys.stderr)
+        print(line("all shared", f), file=sys.stderr)
+        if "four_class" in f:
+            print(line("4-class", f["four_class"]), file=sys.stderr)
+    for name, f in result["extra_tests"].items():
+        print(f"extra test {name}, trained on {' + '.join(f['trained_on'])}:", file=sys.stderr)
+        print(line("shared", f), file=sys.stderr)
+    for title, s in (("all shared emotions", result), ("4-class", result["four_class"])):
+        if s.get("mean_accuracy") is not None:
+            print(f"leave-one-corpus-out, {title}: mean accuracy {s['mean_accuracy']:.1%}, worst "
+                  f"{s['worst_accuracy']:.1%}, mean UAR {s['mean_uar']:.1%}, mean ECE {s['mean_ece']:.3f} "
+                  f"(calibrated {s['mean_ece_calibrated']:.3f})", file=sys.stderr)
+    print(f"temperature {result['temperature']}", file=sys.stderr)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import train
 
     options = _options(args)
+    if args.protocol == "corpus":
+        if args.test_data or args.folds is not None:
+            raise SERError("--protocol corpus holds out each --data corpus in turn: no --folds or --test-data.")
+        data = train.prepare(args.data, options, progress=progress_bar)
+        _print_prepared(data)
+        result = _across_corpora(data, options, args).to_dict()
+        if args.json:
+            print(json.dumps(result))
+        return 0
     if args.test_data:
         if args.folds is not None:
             raise SERError("--folds goes with cross-validation, not with --test-data.")
@@ -224,6 +278,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--folds", type=int, default=0, help="cross-validate with N folds first (6: RAVDESS protocol)")
     t.add_argument("--shipped", action="store_true", help=argparse.SUPPRESS)
     t.add_argument("--overwrite", action="store_true")
+    t.add_argument("--cross-corpus", action="store_true",
+                   help="also run leave-one-corpus-out, save its figures and the temperature it fits")
+    t.add_argument("--extra-test", action="append", type=Path, metavar="DIR",
+                   help="with --cross-corpus: also score this corpus, never trained on (repeatable)")
     t.add_argument("--keep-holdout-model", action="store_true",
                    help="save the model the hold-out figures describe instead of retraining on all clips")
     t.set_defaults(func=cmd_train)
@@ -233,6 +291,10 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--folds", type=int, default=None, help="default 6 (the RAVDESS protocol)")
     e.add_argument("--test-data", action="append", type=Path, metavar="DIR",
                    help="instead of folds: train on --data, test on this corpus (repeatable)")
+    e.add_argument("--protocol", default="folds", choices=["folds", "corpus"],
+                   help="folds: by speaker (RAVDESS 6-fold); corpus: leave one corpus out")
+    e.add_argument("--extra-test", action="append", type=Path, metavar="DIR",
+                   help="with --protocol corpus: also score this corpus, never trained on (repeatable)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 

@@ -31,6 +31,9 @@ class FeatureKind(str, Enum):
     LOGMEL_FRAMES = "logmel_frames"  # (frames, n_mels)
     # (frames, n_mels + len(VOICE_TRACKS)): log-mel, then one column per voice track
     LOGMEL_VOICE_FRAMES = "logmel_voice_frames"
+    # (88,): openSMILE's eGeMAPS v02 functionals of the clip, a standard set for comparing SER
+    # across corpora: pitch, jitter, shimmer, formants, loudness, spectral balance, rhythm.
+    EGEMAPS = "egemaps"
 
 
 @dataclass(frozen=True)
@@ -53,13 +56,15 @@ class FeatureConfig:
 
     @property
     def is_sequence(self) -> bool:
-        return self.kind is not FeatureKind.MEAN_MFCC
+        return self.kind not in (FeatureKind.MEAN_MFCC, FeatureKind.EGEMAPS)
 
     @property
     def dim(self) -> int:
         """Size of the last axis of the features."""
         if self.kind is FeatureKind.LOGMEL_VOICE_FRAMES:
             return self.n_mels + len(VOICE_TRACKS)
+        if self.kind is FeatureKind.EGEMAPS:
+            return EGEMAPS_DIM
         return self.n_mels if self.kind is FeatureKind.LOGMEL_FRAMES else self.n_mfcc
 
     @property
@@ -285,4 +290,28 @@ def pool(frame_features: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
 def extract(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     """Features of one mono float clip already at ``config.sample_rate_hz``."""
     trimmed, _ = prepare(samples, config=config)
+    if config.kind is FeatureKind.EGEMAPS:
+        return egemaps(trimmed, sample_rate_hz=config.sample_rate_hz)
     return pool(frames(trimmed, config=config), config=config)
+
+
+EGEMAPS_DIM = 88
+
+
+@functools.cache
+def _smile() -> Any:
+    import opensmile  # a second or so of imports: only models that use it pay for it
+
+    return opensmile.Smile(
+        feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=opensmile.FeatureLevel.Functionals
+    )
+
+
+def egemaps(samples: np.ndarray, *, sample_rate_hz: int) -> np.ndarray:
+    """The 88 eGeMAPS v02 functionals of a mono clip (openSMILE), as float32.
+
+    Safe to call from several threads at once: openSMILE runs each call in its own process
+    context. Non-finite values (a clip with no voiced frame) become 0.
+    """
+    values = _smile().process_signal(samples.astype(np.float32), sample_rate_hz).to_numpy()[0]
+    return np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from . import features as feats
-from .audio import Audio, assess_quality, load_audio
+from .audio import Audio, assess_quality, load_audio, speech_duration_s
 from .errors import ModelError, SERError
+from .evaluation import with_temperature
 from .store import ModelInfo, find_model, list_models, load_keras, model_for_source_rate
 
 # For a recording's sample rate, a model that needs no more (or None): see Recognizer.recognise.
@@ -26,6 +27,7 @@ Narrower = Callable[[int], "Recognizer | None"]
 LONG_CLIP_S = 5.0  # beyond this a clip also gets the emotion over time
 WINDOW_S = 3.0  # about the length of the training clips
 HOP_S = 1.0
+MIN_WINDOW_SPEECH_S = 0.5  # a window with less speech than this does not sway the headline
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,29 @@ class Timeline:
     start_s: np.ndarray  # window starts
     window_s: float
     probabilities: np.ndarray  # (windows, labels)
+    speech_s: np.ndarray | None = None  # seconds of speech in each window
+
+    def overall(self) -> np.ndarray:
+        """The clip's probabilities: the mean over windows that hold speech (all, if none do)."""
+        if self.speech_s is None:
+            return self.probabilities.mean(axis=0)
+        speaking = self.speech_s >= MIN_WINDOW_SPEECH_S
+        rows = self.probabilities[speaking] if speaking.any() else self.probabilities
+        return rows.mean(axis=0)
+
+    def as_records(self) -> list[dict[str, object]]:
+        """One JSON-ready row per window: start_s, end_s, emotion, confidence, probabilities."""
+        records = []
+        for start, row in zip(self.start_s, self.probabilities, strict=True):
+            prediction = Prediction(self.labels, row)
+            records.append({
+                "start_s": round(float(start), 3),
+                "end_s": round(float(start) + self.window_s, 3),
+                "emotion": prediction.emotion,
+                "confidence": round(prediction.confidence, 4),
+                "probabilities": {k: round(v, 4) for k, v in prediction.as_dict().items()},
+            })  # fmt: skip
+        return records
 
 
 @dataclass(frozen=True)
@@ -78,6 +103,8 @@ class Recognizer:
         self.info = info
         self.labels = tuple(info.labels)
         self.config = info.features
+        # Fitted on held-out corpora at training time (ser.evaluation); 1.0 for older models.
+        self.temperature = float((info.metadata.get("calibration") or {}).get("temperature") or 1.0)
         shape = (None, self.config.dim) if not self.config.is_sequence else (None, None, self.config.dim)
         self._call = tf.function(
             lambda x: model(x, training=False),
@@ -96,8 +123,9 @@ class Recognizer:
         self.probabilities(feats.extract(silence, config=self.config)[np.newaxis])
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """Softmax outputs for a batch of feature arrays of equal shape."""
-        return self._call(np.asarray(batch, dtype=np.float32)).numpy()
+        """Calibrated probabilities for a batch of feature arrays of equal shape."""
+        raw = self._call(np.asarray(batch, dtype=np.float32)).numpy()
+        return raw if self.temperature == 1.0 else with_temperature(raw, temperature=self.temperature)
 
     def predict_samples(self, samples: np.ndarray) -> Prediction:
         """Probabilities for mono samples at the model's rate."""
@@ -107,22 +135,24 @@ class Recognizer:
     def timeline(
         self, samples: np.ndarray, *, window_s: float = WINDOW_S, hop_s: float = HOP_S
     ) -> Timeline:
-        """Probabilities for sliding windows over the clip, computed in one batch."""
-        trimmed, offset = feats.prepare(samples, config=self.config)
-        frames = feats.frames(trimmed, config=self.config)
-        per_s = self.config.frames_per_second
-        width, hop = max(1, round(window_s * per_s)), max(1, round(hop_s * per_s))
-        starts = np.arange(0, max(1, len(frames) - width + 1), hop)
-        batch = np.stack([feats.pool(frames[s : s + width], config=self.config) for s in starts])
-        start_s = offset / self.config.sample_rate_hz + starts / per_s
-        return Timeline(self.labels, start_s, window_s, self.probabilities(batch))
+        """Probabilities for sliding windows over the clip.
+
+        Each window is prepared (levelled, trimmed) and featurised on its own, exactly as that
+        stretch uploaded alone would be, so a window's answer is the answer for that crop.
+        """
+        rate = self.config.sample_rate_hz
+        width, hop = max(1, round(window_s * rate)), max(1, round(hop_s * rate))
+        starts = np.arange(0, max(1, len(samples) - width + 1), hop)
+        rows = [self.predict_samples(samples[s : s + width]).probabilities for s in starts]
+        speech_s = np.array([speech_duration_s(samples[s : s + width], sample_rate_hz=rate) for s in starts])
+        return Timeline(self.labels, starts / rate, window_s, np.stack(rows), speech_s)
 
     def recognise_audio(self, audio: Audio, *, name: str = "clip") -> Result:
         """Overall prediction, the timeline for a long clip, and quality caveats."""
         timeline = None
         if audio.duration_s > LONG_CLIP_S:
             timeline = self.timeline(audio.samples)
-            prediction = Prediction(self.labels, timeline.probabilities.mean(axis=0))
+            prediction = Prediction(self.labels, timeline.overall())
         else:
             prediction = self.predict_samples(audio.samples)
         caveats = assess_quality(audio)

@@ -55,6 +55,7 @@ class Augmentation(str, Enum):
     NOISE = "noise"
     PITCH = "pitch"
     STRETCH = "stretch"
+    CHANNEL = "channel"  # another room, microphone and voice: ser.augment.channel_variant
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,10 @@ def _augment(samples: np.ndarray, augmentation: str, *, sample_rate_hz: int, see
     rng = np.random.default_rng(seed)
     if augmentation == Augmentation.NOISE.value:
         return with_noise(samples, snr_db=rng.uniform(15, 30), rng=rng)
+    if augmentation == Augmentation.CHANNEL.value:
+        from .augment import channel_variant
+
+        return channel_variant(samples, sample_rate_hz=sample_rate_hz, seed=seed)
     import librosa
 
     if augmentation == Augmentation.PITCH.value:
@@ -426,9 +431,24 @@ def _training_set(data: Prepared, index: np.ndarray) -> tuple[list[np.ndarray], 
     return features, np.concatenate(targets)
 
 
-def _class_weights(targets: np.ndarray, n_labels: int) -> np.ndarray:
-    counts = np.bincount(targets, minlength=n_labels).astype(float)
-    return len(targets) / (n_labels * np.maximum(counts, 1.0))
+def _sample_weights(
+    data: Prepared, train_index: np.ndarray, targets: np.ndarray, n_labels: int, recipe: Recipe
+) -> np.ndarray:
+    """Per training clip (augmented copies after the originals): corpora, then classes, balanced.
+
+    With ``balance_corpora`` every corpus carries the same total weight: TESS's two speakers
+    would otherwise outweigh the 65 of ASED. Class weights are then taken over those weights.
+    """
+    weights = np.ones(len(targets))
+    if recipe.balance_corpora:
+        corpus = np.array([data.clips[i].corpus.value for i in train_index])
+        corpus = np.tile(corpus, len(targets) // max(1, len(train_index)))
+        names, inverse, counts = np.unique(corpus, return_inverse=True, return_counts=True)
+        weights = len(corpus) / (len(names) * counts[inverse])
+    if recipe.class_weights:
+        per_class = np.bincount(targets, weights=weights, minlength=n_labels)
+        weights = weights * (weights.sum() / (n_labels * np.maximum(per_class, 1e-9)))[targets]
+    return weights.astype(np.float32)
 
 
 def _batches(
@@ -486,7 +506,7 @@ def fit(
     features, targets = _training_set(data, train_index)
     n_labels = len(data.labels)
     y = keras.utils.to_categorical(targets, n_labels)
-    per_class = _class_weights(targets, n_labels) if recipe.class_weights else np.ones(n_labels)
+    weights = _sample_weights(data, train_index, targets, n_labels, recipe)
     validation = None
     if test_index is not None and len(test_index):
         held_out = [data.features[i] for i in test_index]
@@ -495,7 +515,7 @@ def fit(
     sample = _fixed_length(features, recipe.crop_frames(), rng=np.random.default_rng(options.seed))
     model = build_model(options.model_type, n_labels=n_labels, train_features=sample)
     history = model.fit(
-        _batches(features, y, per_class[targets].astype(np.float32), recipe, seed=options.seed),
+        _batches(features, y, weights, recipe, seed=options.seed),
         epochs=epochs,
         validation_data=validation,
         callbacks=[_reporter(stage, epochs, progress, stop)],
@@ -627,6 +647,17 @@ def score_features(
     return Scores(labels, confusion)
 
 
+def predict_probabilities(model: keras.Model, features: list[np.ndarray]) -> np.ndarray:
+    """(clips, labels): the model's probabilities for each whole clip, in order."""
+    return _outputs_whole(model, features)
+
+
+def scores_of(probabilities: np.ndarray, targets: np.ndarray, labels: tuple[str, ...]) -> Scores:
+    confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    np.add.at(confusion, (targets, probabilities.argmax(axis=1)), 1)
+    return Scores(labels, confusion)
+
+
 def _predict_whole(model: keras.Model, features: list[np.ndarray]) -> np.ndarray:
     if not features:
         return np.zeros(0, dtype=np.int64)
@@ -654,6 +685,8 @@ class Evaluation:
 
     protocol: str
     folds: tuple[Scores, ...]
+    # Each fold's held-out probabilities and true label indices, for calibration figures.
+    outputs: tuple[tuple[np.ndarray, np.ndarray], ...] = ()
 
     @property
     def mean_accuracy(self) -> float:
@@ -667,8 +700,18 @@ class Evaluation:
     def total(self) -> Scores:
         return Scores(self.folds[0].labels, sum(f.confusion for f in self.folds))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def mean_ece(self, *, temperature: float = 1.0) -> float | None:
+        """Expected calibration error averaged over folds, after ``temperature``; None without outputs."""
+        from .evaluation import expected_calibration_error, with_temperature
+
+        if not self.outputs:
+            return None
+        return float(np.mean([
+            expected_calibration_error(with_temperature(p, temperature=temperature), t) for p, t in self.outputs
+        ]))  # fmt: skip
+
+    def to_dict(self, *, temperature: float | None = None) -> dict[str, Any]:
+        figures: dict[str, Any] = {
             "protocol": self.protocol,
             "mean_accuracy": round(self.mean_accuracy, 4),
             "mean_uar": round(self.mean_uar, 4),
@@ -676,6 +719,11 @@ class Evaluation:
             "labels": list(self.folds[0].labels),
             "confusion": self.total.confusion.tolist(),
         }
+        if self.outputs:
+            figures["mean_ece"] = round(self.mean_ece() or 0.0, 4)
+            if temperature is not None:
+                figures["mean_ece_calibrated"] = round(self.mean_ece(temperature=temperature) or 0.0, 4)
+        return figures
 
 
 def cross_validate(
@@ -695,11 +743,13 @@ def cross_validate(
     protocol = (
         "RAVDESS 6-fold by actor" if use_ravdess else f"{n_folds}-fold by speaker"
     )
-    results = []
+    results, outputs = [], []
     for k, (train_index, test_index) in enumerate(folds, start=1):
         model, _ = fit(data, train_index, options, progress=progress, stop=stop, stage=f"fold {k}/{len(folds)}")
-        results.append(score(model, data, test_index))
-    return Evaluation(protocol, tuple(results))
+        probabilities = predict_probabilities(model, [data.features[i] for i in test_index])
+        outputs.append((probabilities, data.targets[test_index]))
+        results.append(scores_of(probabilities, data.targets[test_index], data.labels))
+    return Evaluation(protocol, tuple(results), tuple(outputs))
 
 
 def prepare_across_corpora(

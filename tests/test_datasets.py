@@ -78,12 +78,16 @@ def reasons(report: ScanReport) -> dict[str, str]:
         ("renamed/a5-03-01-02-07.wav", "angry", "ased:07", Corpus.ASED),  # no folder: the letter
         (
             "webservice/help-safe-calm-1563000375725-016294ed23957d10d65f226e2534b9f4952eb3.ogg",
-            "calm", "emospeech:016294ed2395", Corpus.EMOSPEECH,
-        ),  # fmt: skip
+            "calm",
+            "emospeech:016294ed2395",
+            Corpus.EMOSPEECH,
+        ),
         (
             "webservice/no-safe-fearful-??-4fb5bdfcd8619b7c7c187c98918c9d5fbe9decf63f.wav",
-            "fearful", "emospeech:4fb5bdfcd861", Corpus.EMOSPEECH,
-        ),  # fmt: skip
+            "fearful",
+            "emospeech:4fb5bdfcd861",
+            Corpus.EMOSPEECH,
+        ),
         ("mine/Angry/take1.wav", "angry", "folders:unknown", Corpus.FOLDERS),
         ("mine/joy/take1.ogg", "happy", "folders:unknown", Corpus.FOLDERS),
         ("mine/scared/x.mp3", "fearful", "folders:unknown", Corpus.FOLDERS),
