@@ -366,6 +366,18 @@ def _restore_or_drop(folder: Path, backup_json: Path) -> None:
         backup_keras.unlink(missing_ok=True)
 
 
+def check_name_free(name: str, *, models_dir: Path | None = None, overwrite: bool = False) -> None:
+    """Raises ``ModelError`` if saving under ``name`` would replace a model it must not: a
+    shipped one ever, another one unless ``overwrite``."""
+    json_path = (models_dir or default_models_dir()) / f"{validate_name(name)}.json"
+    if not json_path.exists():
+        return
+    if _read_info(json_path).shipped:
+        raise ModelError(f"'{name}' is a shipped model and is never overwritten.")
+    if not overwrite:
+        raise ModelError(f"A model named '{name}' already exists; choose another name.")
+
+
 def save_model(
     model: keras.Model,
     metadata: dict[str, Any],
@@ -379,12 +391,9 @@ def save_model(
     folder = models_dir or default_models_dir()
     json_path = folder / f"{validate_name(name)}.json"
     keras_path = json_path.with_suffix(".keras")
-    if json_path.exists():
-        existing = _read_info(json_path)
-        if existing.shipped:
-            raise ModelError(f"'{name}' is a shipped model and is never overwritten.")
-        if not overwrite:
-            raise ModelError(f"A model named '{name}' already exists; choose another name.")
+    check_name_free(
+        name, models_dir=folder, overwrite=overwrite
+    )  # before the work, and again below
     # Hidden until renamed; unique, so two saves at once never share a temporary file.
     tmp_keras = folder / f".tmp-{name}-{os.getpid()}-{secrets.token_hex(4)}.keras"
     backup_keras, backup_json = _backups(folder, name)
@@ -392,6 +401,8 @@ def save_model(
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with _save_lock(folder):
+            # Under the lock: of two saves under one name at once, the second sees the first.
+            check_name_free(name, models_dir=folder, overwrite=overwrite)
             model.save(tmp_keras)
             metadata = {
                 **metadata,

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -600,3 +601,55 @@ def test_cli_train_refuses_degenerate_data_and_saves_nothing(tmp_path: Path) -> 
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
     assert run.stderr.strip().endswith(f"error: {MESSAGES['two-clip-random-split']}")
     assert not models.exists() or not list(models.iterdir())
+
+
+# ---------------------------------------------------------------------------- saving
+
+
+MESSAGES["name-taken"] = "A model named '{name}' already exists; choose another name."
+MESSAGES["name-shipped"] = "'{name}' is a shipped model and is never overwritten."
+
+
+class _SlowModel:
+    """Stands in for a Keras model: saving takes long enough for two saves to overlap."""
+
+    def save(self, path: Path) -> None:
+        time.sleep(0.3)
+        Path(path).write_bytes(b"weights")
+
+
+def test_two_saves_under_one_name_at_once_do_not_both_succeed(tmp_path: Path) -> None:
+    from ser import store
+    from ser.errors import ModelError
+
+    meta = {"labels": ["happy", "sad"], "features": {"kind": "mean_mfcc"}}
+    outcomes: list[object] = []
+    threads = [
+        threading.Thread(target=lambda: outcomes.append(_call(
+            lambda: store.save_model(_SlowModel(), meta, name="twin", models_dir=tmp_path))))  # type: ignore[arg-type]
+        for _ in range(2)
+    ]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(outcomes) == 2 and len(errors) == 1, outcomes
+    assert isinstance(errors[0], ModelError)
+    assert str(errors[0]) == MESSAGES["name-taken"].format(name="twin")
+
+
+def test_cli_train_refuses_a_taken_name_before_the_run(bad_models: Path, tmp_path: Path) -> None:
+    started = time.perf_counter()
+    run = _cli(
+        "--models-dir",
+        str(bad_models),
+        "train",
+        "--data",
+        str(tmp_path / "nowhere"),
+        "--name",
+        "good",
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip() == f"error: {MESSAGES['name-shipped'].format(name='good')}"  # a copy
+    assert time.perf_counter() - started < 60
