@@ -426,12 +426,16 @@ def upload_help() -> str:
 
 
 def _too_large(clip: Clip) -> str | None:
-    """Checked in code too: the server's limit does not guard every way in (tests, proxies)."""
+    """Checked in code too: the server's limit does not guard every way in (tests, proxies).
+
+    In the browser's megabytes (10^6 bytes), which it enforces, not the server's (2^20): a file
+    between the two was refused by the page but taken by anything that skipped it.
+    """
     limit_mb = st.get_option("server.maxUploadSize")
-    if len(clip.data) <= limit_mb * 1024 * 1024:
+    if len(clip.data) <= limit_mb * 1_000_000:
         return None
     return (
-        f"'{clip.name}' is {len(clip.data) / 1024 / 1024:.1f} MB; the upload limit is "
+        f"'{clip.name}' is {len(clip.data) / 1_000_000:.1f} MB; the upload limit is "
         f"{limit_mb} MB. Trim it or save it as FLAC or MP3 and try again."
     )
 

@@ -106,101 +106,139 @@ class Case:
 
 CASES = [
     Case(
-        "text-named-wav", "notes.wav", lambda: b"Meeting notes: bring the slides.\n" * 20,
+        "text-named-wav",
+        "notes.wav",
+        lambda: b"Meeting notes: bring the slides.\n" * 20,
         message=f"'notes.wav' is not a recognisable audio file. {SUPPORTED}",
     ),
     Case(
-        "wav-cut-after-header", "cut-header.wav",
+        "wav-cut-after-header",
+        "cut-header.wav",
         lambda: _speech_wav()[: signals.WAV_HEADER_BYTES],
         message="'cut-header.wav' is damaged or incomplete (perhaps cut short): "
         "no audio could be decoded.",
     ),
     Case(
-        "wav-cut-in-header", "cut-30.wav", lambda: _speech_wav()[:30],
+        "wav-cut-in-header",
+        "cut-30.wav",
+        lambda: _speech_wav()[:30],
         message="'cut-30.wav' is damaged or incomplete (perhaps cut short) and cannot be read.",
     ),
     Case(
         # 44-byte header + 0.25 s of 16-bit samples at 44.1 kHz, out of 3 s.
-        "wav-cut-mid-data-too-short", "cut-early.wav",
+        "wav-cut-mid-data-too-short",
+        "cut-early.wav",
         lambda: _speech_wav()[: signals.WAV_HEADER_BYTES + 22_050],
         message="'cut-early.wav' is damaged or cut short: only 0.25 s could be decoded, "
         "and at least 0.5 s is needed.",
     ),
     Case(
-        "wav-cut-mid-data-usable", "cut-late.wav",
+        "wav-cut-mid-data-usable",
+        "cut-late.wav",
         lambda: _speech_wav()[: signals.WAV_HEADER_BYTES + 176_400],
         caveats=("The file seems to be cut short: only the first 2.0 s could be decoded.",),
     ),
     Case(
-        "wav-header-only", "header-only.wav", signals.wav_header_only,
+        "wav-header-only",
+        "header-only.wav",
+        signals.wav_header_only,
         message="'header-only.wav' contains no audio (its header declares no samples).",
     ),
     Case("zero-bytes", "empty.wav", lambda: b"", message="'empty.wav' is empty (0 bytes)."),
     Case(
         # 3 s of audio whose header claims 10 s: answered, and said to be cut short.
-        "wav-header-claims-more", "claims-more.wav",
+        "wav-header-claims-more",
+        "claims-more.wav",
         lambda: signals.wav_claiming_more(_speech_wav(), claimed_bytes=882_000),
         caveats=("The file seems to be cut short: only the first 3.0 s could be decoded.",),
     ),
     Case(
-        "speech-0.1s", "blip.wav", lambda: _speech_wav(0.1),
+        "speech-0.1s",
+        "blip.wav",
+        lambda: _speech_wav(0.1),
         message="'blip.wav' is too short (0.10 s); it must be at least 0.5 s long.",
     ),
     Case(
-        "digital-silence-10s", "silence.wav",
+        "digital-silence-10s",
+        "silence.wav",
         lambda: _wav(signals.silence(duration_s=10.0, sample_rate_hz=16_000), rate_hz=16_000),
         message="'silence.wav' is silent (every sample is zero or constant).",
     ),
     Case(
-        "very-low-level-noise", "hiss.wav",
-        lambda: _wav(signals.noise(level_dbfs=-80, duration_s=3.0, sample_rate_hz=16_000), rate_hz=16_000),
+        "very-low-level-noise",
+        "hiss.wav",
+        lambda: _wav(
+            signals.noise(level_dbfs=-80, duration_s=3.0, sample_rate_hz=16_000), rate_hz=16_000
+        ),
         message="'hiss.wav' is too quiet to judge: its loudest part is at -80 dBFS, below the "
         "-60 dBFS minimum. Record closer to the microphone.",
     ),
     Case(
         # At the models' own rate, so no resampling softens the clipping.
-        "clipped-square-wave", "square.wav",
-        lambda: _wav(signals.square(frequency_hz=200, duration_s=2.0, sample_rate_hz=22_050),
-                     rate_hz=22_050),
+        "clipped-square-wave",
+        "square.wav",
+        lambda: _wav(
+            signals.square(frequency_hz=200, duration_s=2.0, sample_rate_hz=22_050), rate_hz=22_050
+        ),
         caveats=(CLIPPED,),
     ),
     Case(
-        "nan-in-float-wav", "nan.wav", lambda: _with_sample(math.nan),
+        "nan-in-float-wav",
+        "nan.wav",
+        lambda: _with_sample(math.nan),
         message="'nan.wav' contains invalid samples (NaN or infinity).",
     ),
     Case(
-        "inf-in-float-wav", "inf.wav", lambda: _with_sample(-math.inf),
+        "inf-in-float-wav",
+        "inf.wav",
+        lambda: _with_sample(-math.inf),
         message="'inf.wav' contains invalid samples (NaN or infinity).",
     ),
-    Case("8-khz", "phone.wav", lambda: _wav(_speech(rate_hz=8_000), rate_hz=8_000),
-         caveats=(LOW_RATE,)),
-    Case("96-khz", "studio.wav", lambda: _wav(_speech(rate_hz=96_000), rate_hz=96_000,
-                                               subtype="PCM_24")),
     Case(
-        "6-channels", "surround.wav",
+        "8-khz",
+        "phone.wav",
+        lambda: _wav(_speech(rate_hz=8_000), rate_hz=8_000),
+        caveats=(LOW_RATE,),
+    ),
+    Case(
+        "96-khz",
+        "studio.wav",
+        lambda: _wav(_speech(rate_hz=96_000), rate_hz=96_000, subtype="PCM_24"),
+    ),
+    Case(
+        "6-channels",
+        "surround.wav",
         lambda: _wav(np.repeat(_speech()[:, None], 6, axis=1)),
         same_as_clean_within=1e-6,  # the same samples in every channel: the same clip
     ),
     Case("8-bit", "8-bit.wav", lambda: _speech_wav(subtype="PCM_U8")),
     Case(
         # Differs from the 16-bit reference by its quantisation noise only.
-        "32-bit-float", "float.wav", lambda: _speech_wav(subtype="FLOAT"),
+        "32-bit-float",
+        "float.wav",
+        lambda: _speech_wav(subtype="FLOAT"),
         same_as_clean_within=0.01,
     ),
     Case(
         # Phones and Apple Voice Memos write M4A; named .wav so the page's picker accepts it.
-        "m4a", "voice-memo.wav", signals.fake_m4a,
+        "m4a",
+        "voice-memo.wav",
+        signals.fake_m4a,
         message="'voice-memo.wav' is M4A audio. M4A is not supported; supported formats: "
         "WAV, FLAC, OGG, MP3. Convert it to WAV and try again.",
     ),
     Case(
         # What browsers' MediaRecorder writes.
-        "webm", "browser-recording.wav", signals.fake_webm,
+        "webm",
+        "browser-recording.wav",
+        signals.fake_webm,
         message="'browser-recording.wav' is WebM audio. WebM is not supported; supported "
         "formats: WAV, FLAC, OGG, MP3. Convert it to WAV and try again.",
     ),
     Case(
-        "10-minutes", "ten-minutes.wav", _ten_minutes_at_8_khz,
+        "10-minutes",
+        "ten-minutes.wav",
+        _ten_minutes_at_8_khz,
         message="'ten-minutes.wav' is too long (10:00); the maximum is 5:00 "
         "(minutes:seconds). Trim it and try again.",
     ),
@@ -233,9 +271,7 @@ def clean_result(recognizer: Recognizer) -> Result:
 
 
 @pytest.mark.parametrize("case", CASE_PARAMS)
-def test_package(
-    case: Case, recognizer: Recognizer, clean_result: Result, tmp_path: Path
-) -> None:
+def test_package(case: Case, recognizer: Recognizer, clean_result: Result, tmp_path: Path) -> None:
     path = tmp_path / case.name
     path.write_bytes(case.data)
     for source in (case.data, path):
@@ -331,9 +367,7 @@ def test_cli(case: Case, cli_run: CliRun, recognizer: Recognizer) -> None:
     expected = recognizer.recognise(case.data, name=case.name)
     assert line["emotion"] == expected.prediction.emotion
     assert line["confidence"] == pytest.approx(expected.prediction.confidence, abs=1e-4)
-    assert [c for c in line["caveats"] if not c.startswith("Low confidence")] == list(
-        case.caveats
-    )
+    assert [c for c in line["caveats"] if not c.startswith("Low confidence")] == list(case.caveats)
     assert line["caveats"] == expected.caveats
 
 
@@ -398,9 +432,13 @@ def test_page_refuses_a_file_over_the_upload_limit_in_code(page: AppTest) -> Non
     at = page
     limit_mb = st.get_option("server.maxUploadSize")
     # Not even audio: the size must be refused before any decoding is tried.
-    _upload(at, "huge.wav", bytes(limit_mb * 1024 * 1024 + 1))
+    # One byte over the browser's limit (10^6-byte megabytes), under the server's (2^20).
+    _upload(at, "huge.wav", bytes(limit_mb * 1_000_000 + 1))
     assert not at.exception, at.exception
     [error] = [e.value for e in at.main.error]
     assert "huge.wav" in error
-    assert f"{limit_mb} MB" in error
+    assert (
+        error
+        == f"'huge.wav' is {limit_mb}.0 MB; the upload limit is {limit_mb} MB. Trim it or save it as FLAC or MP3 and try again."
+    )
     assert "not a recognisable audio file" not in error
