@@ -241,16 +241,17 @@ def _decode(
     file_obj: BinaryIO, who: str, *, sample_rate_hz: int, max_duration_s: float
 ) -> _Decoded:
     """Read the header, refuse a clip too long (or too wide) before decoding it, then decode."""
+    ogg_cut = _ogg_cut_short(file_obj)
     try:
         # A file object, not a name: soundfile would re-open the name, and cannot encode
         # one that is not UTF-8.
         with sf.SoundFile(file_obj) as file:
-            _check_header(file, who, max_duration_s=max_duration_s)
+            _check_header(file, who, max_duration_s=max_duration_s, cut=ogg_cut)
             max_frames = math.floor(max_duration_s * file.samplerate)
             samples, frames, failed = _read_mono(
                 file, who, max_frames=max_frames, to_rate_hz=sample_rate_hz
             )
-            truncated = failed or _cut_short(file, frames)
+            truncated = failed or ogg_cut or _cut_short(file, frames)
             return _Decoded(samples, frames, file.samplerate, file.channels, truncated)
     except AudioError:
         raise
@@ -280,11 +281,11 @@ def _open_error(code: int, who: str) -> AudioError:
     )
 
 
-def _check_header(file: sf.SoundFile, who: str, *, max_duration_s: float) -> None:
+def _check_header(file: sf.SoundFile, who: str, *, max_duration_s: float, cut: bool) -> None:
     if file.samplerate <= 0 or file.channels <= 0:
         raise DamagedAudioError(f"{who} has a damaged header and cannot be read.")
     if file.frames == 0:
-        if _wav_declares_more(file):  # cut right after its header
+        if cut or _wav_declares_more(file):  # cut right after its header
             raise DamagedAudioError(
                 f"{who} is damaged or incomplete (perhaps cut short): no audio could be decoded."
             )
@@ -374,6 +375,35 @@ def _cut_short(file: sf.SoundFile, decoded_frames: int) -> bool:
     if file.frames != _UNKNOWN_FRAMES and decoded_frames < 0.95 * file.frames:
         return True
     return _wav_declares_more(file)
+
+
+_OGG_PAGE = b"OggS\x00"  # capture pattern and stream structure version 0
+_OGG_EOS = 0x04  # header-type flag of a stream's last page
+_OGG_MAX_PAGE_BYTES = 65_307
+
+
+def _ogg_cut_short(file_obj: BinaryIO) -> bool:
+    """Whether an Ogg file (Vorbis, Opus) ends before its stream does.
+
+    libsndfile takes an Ogg file's length from its last page, so a cut file looks complete;
+    but a stream's last page carries the end-of-stream flag, and a cut file's last page either
+    does not, or is shorter than its header says (page layout: RFC 3533). Leaves ``file_obj``
+    at its start.
+    """
+    try:
+        if file_obj.read(len(_OGG_PAGE)) != _OGG_PAGE:
+            return False
+        size = file_obj.seek(0, io.SEEK_END)
+        file_obj.seek(max(0, size - _OGG_MAX_PAGE_BYTES))
+        tail = file_obj.read()
+    finally:
+        file_obj.seek(0)
+    page = tail[tail.rfind(_OGG_PAGE) :] if _OGG_PAGE in tail else b""
+    if len(page) < 27 or len(page) < 27 + page[26]:  # its header cut
+        return True
+    segments = page[27 : 27 + page[26]]
+    complete = len(page) >= 27 + len(segments) + sum(segments)
+    return not (complete and page[5] & _OGG_EOS)
 
 
 def _wav_declares_more(file: sf.SoundFile) -> bool:

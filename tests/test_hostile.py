@@ -653,3 +653,42 @@ def test_cli_train_refuses_a_taken_name_before_the_run(bad_models: Path, tmp_pat
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
     assert run.stderr.strip() == f"error: {MESSAGES['name-shipped'].format(name='good')}"  # a copy
     assert time.perf_counter() - started < 60
+
+
+# ---------------------------------------------------------------------------- cut Ogg files
+
+
+MESSAGES["ogg-cut"] = "The file seems to be cut short: only the first {seconds} s could be decoded."
+MESSAGES["ogg-cut-after-headers"] = (
+    "'{name}' is damaged or incomplete (perhaps cut short): no audio could be decoded."
+)
+OGG_SUBTYPES = [s for s in ("VORBIS", "OPUS") if s in sf.available_subtypes("OGG")]
+
+
+def _ogg(subtype: str) -> bytes:
+    samples = signals.speech_like(duration_s=4.0, sample_rate_hz=48_000, seed=2)
+    return signals.audio_bytes(samples, sample_rate_hz=48_000, format="OGG", subtype=subtype)
+
+
+@pytest.mark.parametrize("subtype", OGG_SUBTYPES)
+@pytest.mark.parametrize("kept", [0.3, 0.8, 0.999])
+def test_a_cut_ogg_file_is_answered_with_the_cut_short_caveat(subtype: str, kept: float) -> None:
+    from ser.audio import assess_quality
+
+    data = _ogg(subtype)
+    audio = load_audio(data[: int(len(data) * kept)], sample_rate_hz=RATE_HZ, name="cut.ogg")
+    assert audio.truncated
+    seconds = f"{audio.duration_s:.1f}"
+    assert assess_quality(audio)[0] == MESSAGES["ogg-cut"].format(seconds=seconds)
+
+
+@pytest.mark.parametrize("subtype", OGG_SUBTYPES)
+def test_a_whole_ogg_file_is_not_called_cut(subtype: str) -> None:
+    assert not load_audio(_ogg(subtype), sample_rate_hz=RATE_HZ).truncated
+
+
+def test_an_ogg_vorbis_file_cut_after_its_headers_is_called_cut_not_empty() -> None:
+    data = _ogg("VORBIS")
+    with pytest.raises(AudioError) as caught:
+        load_audio(data[: len(data) // 10], sample_rate_hz=RATE_HZ, name="memo.ogg")
+    assert str(caught.value) == MESSAGES["ogg-cut-after-headers"].format(name="memo.ogg")
