@@ -183,9 +183,33 @@ def _print_across(result: dict[str, Any]) -> None:
     print(f"temperature {result['temperature']}", file=sys.stderr)
 
 
+def _score_saved(args: argparse.Namespace) -> int:
+    """A saved model on each --data corpus as an unseen test set: no training."""
+    from .evaluation import FOUR_CLASSES, score_saved_model
+    from .store import find_model
+
+    info = find_model(args.model, args.models_dir)
+    results = {}
+    for folder in args.data:
+        held = score_saved_model(info, [folder], progress=progress_bar)
+        figures = held.figures(temperature=None)  # the saved temperature is already applied
+        if (four := held.subset(FOUR_CLASSES)) is not None:
+            figures["four_class"] = four.figures(temperature=None)
+        results[held.name] = figures
+        print(f"{info.name} on {held.name} (trained on {', '.join(held.trained_on)}): accuracy "
+              f"{figures['accuracy']:.1%}, UAR {figures['uar']:.1%}, ECE {figures['ece']:.3f} on "
+              f"{', '.join(held.labels)}" + (f"; 4-class {figures['four_class']['accuracy']:.1%}"
+                                             if "four_class" in figures else ""), file=sys.stderr)
+    if args.json:
+        print(json.dumps({"model": info.name, "corpora": results}))
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import train
 
+    if args.model is not None:
+        return _score_saved(args)
     options = _options(args)
     if args.protocol == "corpus":
         if args.test_data or args.folds is not None:
@@ -291,6 +315,8 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--folds", type=int, default=None, help="default 6 (the RAVDESS protocol)")
     e.add_argument("--test-data", action="append", type=Path, metavar="DIR",
                    help="instead of folds: train on --data, test on this corpus (repeatable)")
+    e.add_argument("--model", default=None,
+                   help="instead of training: score this saved model on each --data corpus")
     e.add_argument("--protocol", default="folds", choices=["folds", "corpus"],
                    help="folds: by speaker (RAVDESS 6-fold); corpus: leave one corpus out")
     e.add_argument("--extra-test", action="append", type=Path, metavar="DIR",

@@ -24,6 +24,7 @@ from .emotions import ALL_EMOTIONS
 from .errors import TrainingError
 
 if TYPE_CHECKING:
+    from .store import ModelInfo
     from .train import Prepared, ProgressFn, Scores, TrainOptions
 
 FOUR_CLASSES: tuple[str, ...] = ("neutral", "happy", "sad", "angry")
@@ -112,10 +113,10 @@ class HeldOut:
         return scores_of(self.probabilities, self.targets, self.labels)
 
     def subset(self, keep: Sequence[str]) -> HeldOut | None:
-        """The clips of ``keep``'s emotions, scored on those alone; None if fewer than two remain."""
-        keep = tuple(label for label in keep if label in self.labels)
-        if len(keep) < 2:
+        """The clips of ``keep``'s emotions, scored on those alone; None unless all of them are here."""
+        if not set(keep) <= set(self.labels):
             return None
+        keep = tuple(keep)
         members = np.isin(np.asarray(self.labels)[self.targets], keep)
         if not members.any():
             return None
@@ -294,4 +295,41 @@ def _extra_of(data: Prepared, model: Any, test: Prepared, predict: Any) -> HeldO
         model_labels=data.labels,
         trained_emotions=data.labels,
         trained_on=corpus_names(data),
+    )
+
+
+# --- a saved model on corpora it never heard ------------------------------------------------
+
+
+def score_saved_model(
+    info: ModelInfo,
+    folders: Sequence[Any],
+    *,
+    cache_dir: Any = None,
+    progress: ProgressFn | None = None,
+) -> HeldOut:
+    """A saved model's calibrated answers on the clips of ``folders``, on the shared emotions.
+
+    Features are computed with the settings saved beside the model, as at prediction time.
+    """
+    from .datasets import scan
+    from .store import load_keras
+    from .train import extract_features, predict_probabilities
+
+    report = scan(folders)
+    jobs = [(clip.path, "") for clip in report.clips]
+    values = extract_features(jobs, config=info.features, cache_dir=cache_dir, progress=progress)
+    kept = [(clip, value) for clip, value in zip(report.clips, values, strict=True) if not isinstance(value, str)]
+    if not kept:
+        raise TrainingError("None of the clips in the test folders could be read.")
+    model = load_keras(info)
+    probabilities = predict_probabilities(model, [value for _, value in kept])
+    temperature = float((info.metadata.get("calibration") or {}).get("temperature") or 1.0)
+    return held_out(
+        "+".join(sorted({clip.corpus.value for clip, _ in kept})),
+        with_temperature(probabilities, temperature=temperature),
+        [clip.emotion for clip, _ in kept],
+        model_labels=tuple(info.labels),
+        trained_emotions=tuple(info.labels),
+        trained_on=tuple((info.metadata.get("trained_on") or {}).get("corpora") or ()),
     )
