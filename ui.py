@@ -71,6 +71,8 @@ CORPUS_NAMES = {
     "savee": "SAVEE",
     "crema-d": "CREMA-D",
     "emodb": "EmoDB",
+    "ased": "ASED",
+    "emospeech": "EmoSpeech",
     "folders": "own folders",
 }
 
@@ -254,6 +256,21 @@ def model_title(meta: dict[str, Any]) -> str:
     return meta.get("title") or kind or "Model"
 
 
+def unseen_corpora_figure(meta: dict[str, Any]) -> str | None:
+    """One sentence on how the model does on corpora it never heard, or None if not measured."""
+    across = meta.get("cross_corpus") or {}
+    four, held = across.get("four_class") or {}, across.get("corpora") or {}
+    summary = four if four.get("mean_accuracy") is not None else across
+    if summary.get("mean_accuracy") is None:
+        return None
+    which = "4 emotions" if summary is four else "the emotions they share"
+    names = ", ".join(CORPUS_NAMES.get(n, n) for n in held)
+    return (
+        f"On corpora it never heard ({names}; {across.get('protocol', '')}): {summary['mean_accuracy']:.1%} "
+        f"mean accuracy on {which}, worst {summary['worst_accuracy']:.1%}"
+    )
+
+
 def model_description(info: ModelInfo, *, protocol: bool = False) -> str:
     """A sentence or two on what the model is and how well it did on unseen speakers."""
     meta = info.metadata
@@ -264,11 +281,14 @@ def model_description(info: ModelInfo, *, protocol: bool = False) -> str:
         figures = f"{info.accuracy:.1%} accuracy"
         if info.uar is not None:
             figures += f", {info.uar:.1%} UAR"
-        figures += " on speakers it never heard"
+        leaks = "random" in str(evaluation.get("protocol", ""))
+        figures += " on a random split (speakers leak: overstated)" if leaks else " on speakers it never heard"
         if protocol and evaluation.get("protocol"):
             figures += f" ({evaluation['protocol']})"
     else:
         figures = "Not evaluated on held-out speakers"
+    if (unseen := unseen_corpora_figure(meta)) is not None:
+        figures += f". {unseen}"
     data = f"Trained on {corpora(info)}"
     if trained.get("clips"):
         data += f": {trained['clips']:,} clips"
@@ -654,6 +674,7 @@ def models_overview(models: Sequence[ModelInfo]) -> pd.DataFrame:
             "accuracy": m.accuracy,
             "UAR": m.uar,
             "evaluation": m.metadata.get("evaluation", {}).get("protocol", ""),
+            "unseen corpora": _unseen_mean(m.metadata),
             "trained on": corpora(m) if m.metadata else "",
             "clips": trained.get("clips"),
             "speakers": trained.get("speakers"),
@@ -661,6 +682,12 @@ def models_overview(models: Sequence[ModelInfo]) -> pd.DataFrame:
             "created (UTC)": m.metadata.get("created_utc", ""),
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _unseen_mean(meta: dict[str, Any]) -> float | None:
+    """Mean accuracy on corpora never heard: 4-class where measured, else on the shared emotions."""
+    across = meta.get("cross_corpus") or {}
+    return (across.get("four_class") or {}).get("mean_accuracy") or across.get("mean_accuracy")
 
 
 def show_models_overview(models: Sequence[ModelInfo]) -> None:
@@ -671,8 +698,31 @@ def show_models_overview(models: Sequence[ModelInfo]) -> None:
         column_config={
             "accuracy": st.column_config.NumberColumn("accuracy", format="percent"),
             "UAR": st.column_config.NumberColumn("UAR", format="percent"),
+            "unseen corpora": st.column_config.NumberColumn(
+                "unseen corpora", format="percent",
+                help="Mean accuracy on whole corpora the model never heard (4 emotions where measured)",
+            ),
         },
-    )
+    )  # fmt: skip
+
+
+def cross_corpus_table(meta: dict[str, Any]) -> pd.DataFrame:
+    """One row per corpus the model never heard: its figures, before and after calibration."""
+    across = meta.get("cross_corpus") or {}
+    rows = []
+    for name, f in {**(across.get("corpora") or {}), **(across.get("extra_tests") or {})}.items():
+        four = f.get("four_class") or {}
+        rows.append({
+            "held-out corpus": CORPUS_NAMES.get(name, name),
+            "trained on": ", ".join(CORPUS_NAMES.get(n, n) for n in f.get("trained_on", [])),
+            "emotions": ", ".join(f.get("labels", [])),
+            "accuracy": f.get("accuracy"),
+            "UAR": f.get("uar"),
+            "4-class accuracy": four.get("accuracy"),
+            "ECE": f.get("ece"),
+            "ECE calibrated": f.get("ece_calibrated"),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def show_model_details(info: ModelInfo) -> None:
@@ -718,6 +768,18 @@ def show_model_details(info: ModelInfo) -> None:
                 plots.confusion_matrix(np.asarray(confusion), evaluation.get("labels", info.labels)),
                 key=f"confusion-{info.name}", config=PLOT_CONFIG,
             )  # fmt: skip
+    if meta.get("cross_corpus"):
+        st.markdown(
+            f"**On corpora it never heard** ({meta['cross_corpus'].get('protocol', '')}). A user's voice and "
+            "microphone are a new corpus, so these are the figures to expect. ECE is the gap between "
+            "confidence and accuracy; *calibrated* applies the temperature the app uses, fitted on "
+            "the other corpora."
+        )
+        st.dataframe(
+            cross_corpus_table(meta), hide_index=True, key=f"corpora-{info.name}",
+            column_config={c: st.column_config.NumberColumn(c, format="percent")
+                           for c in ("accuracy", "UAR", "4-class accuracy")},
+        )  # fmt: skip
     with st.expander("Training settings and metadata"):
         st.json({k: v for k, v in meta.items() if k not in ("evaluation",)}, expanded=False)
 

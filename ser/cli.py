@@ -184,24 +184,23 @@ def _print_across(result: dict[str, Any]) -> None:
 
 
 def _score_saved(args: argparse.Namespace) -> int:
-    """A saved model on each --data corpus as an unseen test set: no training."""
-    from .evaluation import FOUR_CLASSES, score_saved_model
-    from .store import find_model
+    """A saved model on each --data corpus as an unseen test set: no training.
+
+    With --save, the figures and the temperature they fit go into the model's JSON.
+    """
+    from .evaluation import score_saved_model, unseen_corpora
+    from .store import find_model, update_metadata
 
     info = find_model(args.model, args.models_dir)
-    results = {}
-    for folder in args.data:
-        held = score_saved_model(info, [folder], progress=progress_bar)
-        figures = held.figures(temperature=None)  # the saved temperature is already applied
-        if (four := held.subset(FOUR_CLASSES)) is not None:
-            figures["four_class"] = four.figures(temperature=None)
-        results[held.name] = figures
-        print(f"{info.name} on {held.name} (trained on {', '.join(held.trained_on)}): accuracy "
-              f"{figures['accuracy']:.1%}, UAR {figures['uar']:.1%}, ECE {figures['ece']:.3f} on "
-              f"{', '.join(held.labels)}" + (f"; 4-class {figures['four_class']['accuracy']:.1%}"
-                                             if "four_class" in figures else ""), file=sys.stderr)
+    held = [score_saved_model(info, [folder], progress=progress_bar, calibrated=False) for folder in args.data]
+    result = unseen_corpora(held)
+    _print_across(result)
+    if args.save:
+        update_metadata(info, {"cross_corpus": result, "calibration": {
+            "temperature": result["temperature"], "fitted_on": "predictions on corpora it never heard"}})
+        print(f"saved the figures and temperature {result['temperature']} in {info.name}.json", file=sys.stderr)
     if args.json:
-        print(json.dumps({"model": info.name, "corpora": results}))
+        print(json.dumps({"model": info.name, **result}))
     return 0
 
 
@@ -317,6 +316,8 @@ def parser() -> argparse.ArgumentParser:
                    help="instead of folds: train on --data, test on this corpus (repeatable)")
     e.add_argument("--model", default=None,
                    help="instead of training: score this saved model on each --data corpus")
+    e.add_argument("--save", action="store_true",
+                   help="with --model: keep the figures and the fitted temperature in its JSON")
     e.add_argument("--protocol", default="folds", choices=["folds", "corpus"],
                    help="folds: by speaker (RAVDESS 6-fold); corpus: leave one corpus out")
     e.add_argument("--extra-test", action="append", type=Path, metavar="DIR",

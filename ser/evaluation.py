@@ -307,10 +307,12 @@ def score_saved_model(
     *,
     cache_dir: Any = None,
     progress: ProgressFn | None = None,
+    calibrated: bool = True,
 ) -> HeldOut:
-    """A saved model's calibrated answers on the clips of ``folders``, on the shared emotions.
+    """A saved model's answers on the clips of ``folders``, on the shared emotions.
 
-    Features are computed with the settings saved beside the model, as at prediction time.
+    Features are computed with the settings saved beside the model, as at prediction time;
+    the saved temperature is applied unless ``calibrated`` is False.
     """
     from .datasets import scan
     from .store import load_keras
@@ -324,7 +326,7 @@ def score_saved_model(
         raise TrainingError("None of the clips in the test folders could be read.")
     model = load_keras(info)
     probabilities = predict_probabilities(model, [value for _, value in kept])
-    temperature = float((info.metadata.get("calibration") or {}).get("temperature") or 1.0)
+    temperature = float((info.metadata.get("calibration") or {}).get("temperature") or 1.0) if calibrated else 1.0
     return held_out(
         "+".join(sorted({clip.corpus.value for clip, _ in kept})),
         with_temperature(probabilities, temperature=temperature),
@@ -333,3 +335,25 @@ def score_saved_model(
         trained_emotions=tuple(info.labels),
         trained_on=tuple((info.metadata.get("trained_on") or {}).get("corpora") or ()),
     )
+
+
+def unseen_corpora(held: Sequence[HeldOut]) -> dict[str, Any]:
+    """Figures of a saved model on corpora it never heard, and a temperature fitted on them.
+
+    Each corpus's calibrated ECE uses a temperature fitted on the *other* corpora only.
+    """
+    temperatures = {h.name: _pooled_temperature([o for o in held if o is not h]) for h in held} if len(held) > 1 else {}
+    corpora = {}
+    for h in held:
+        figures = {"trained_on": list(h.trained_on), **h.figures(temperature=temperatures.get(h.name))}
+        if (four := h.subset(FOUR_CLASSES)) is not None:
+            figures["four_class"] = four.figures(temperature=temperatures.get(h.name))
+        corpora[h.name] = figures
+    return {
+        "protocol": "unseen corpora (never trained on)",
+        "temperature": _pooled_temperature(held),
+        **_summary(list(corpora.values())),
+        "four_class": _summary([f["four_class"] for f in corpora.values() if "four_class" in f]),
+        "corpora": corpora,
+        "extra_tests": {},
+    }

@@ -97,6 +97,7 @@ RECIPES: dict[ModelType, Recipe] = {
         epochs=80,
         batch_size=32,
         learning_rate=1e-3,
+        balance_corpora=True,
     ),
     ModelType.MFCC_CNN: _CROPPED_CNN,
     # 64 mel bands keep the harmonics (pitch) that 40 MFCCs smooth away; 2-D kernels see them.

@@ -64,6 +64,8 @@ SCHEMA: dict[str, Spec] = {
         "emotions": (dict, False, None),
     }),
     "training": (dict, False, None),
+    "cross_corpus": (dict, False, None),
+    "calibration": (dict, False, {"temperature": (_NUMBER, True, None), "fitted_on": (str, False, None)}),
     "shipped": (bool, False, None),
     "sha256": (str, False, None),
     "command": (str, False, None),
@@ -120,6 +122,8 @@ def validate_metadata(metadata: object) -> dict[str, Any]:
     if features["sample_rate_hz"] > _MAX_MODEL_RATE_HZ:
         raise ValueError(f"features.sample_rate_hz must be at most {_MAX_MODEL_RATE_HZ:,}")
     FeatureConfig.from_dict(features)
+    if "calibration" in metadata and not metadata["calibration"]["temperature"] > 0:
+        raise ValueError("calibration.temperature must be positive")
     return metadata
 
 
@@ -364,6 +368,16 @@ def _restore_or_drop(folder: Path, backup_json: Path) -> None:
         os.replace(backup_json, folder / f"{name}.json")
         # rename() between two links of one file does nothing: drop the spare link
         backup_keras.unlink(missing_ok=True)
+
+
+def update_metadata(info: ModelInfo, fields: dict[str, Any]) -> ModelInfo:
+    """Add or replace top-level ``fields`` in a model's JSON (atomically), e.g. new figures."""
+    json_path = info.keras_path.with_suffix(".json")
+    metadata = {**json.loads(json_path.read_text(encoding="utf-8")), **fields}
+    validate_metadata(metadata)
+    with _save_lock(json_path.parent):
+        _atomic_write_text(json_path, json.dumps(metadata, indent=2) + "\n")
+    return _read_info(json_path)
 
 
 def check_name_free(name: str, *, models_dir: Path | None = None, overwrite: bool = False) -> None:

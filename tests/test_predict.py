@@ -64,6 +64,31 @@ def test_long_clip_gets_an_emotion_over_time(recognizer: Recognizer) -> None:
     np.testing.assert_allclose(result.prediction.probabilities, timeline.probabilities.mean(axis=0))
 
 
+def test_each_window_answers_as_that_crop_uploaded_alone(recognizer: Recognizer, tmp_path: Path) -> None:
+    rate = recognizer.config.sample_rate_hz
+    parts = [_clip(e, duration_s=3.0, seed=20 + i) for i, e in enumerate(["sad", "angry", "happy", "neutral"])]
+    samples = np.concatenate(parts) * np.repeat([0.3, 1.0, 0.6, 0.2], len(parts[0]))  # levels differ
+    path = write_audio(tmp_path / "long.wav", samples, sample_rate_hz=16_000)
+    result = recognizer.recognise(path)
+    audio = result.audio
+    for k in (0, 3, 6, 9):  # the windows that start where each part starts
+        start = round(result.timeline.start_s[k] * rate)
+        crop = write_audio(tmp_path / f"crop{k}.wav", audio.samples[start : start + 3 * rate], sample_rate_hz=rate, subtype="FLOAT")
+        alone = recognizer.recognise(crop).prediction.probabilities
+        np.testing.assert_allclose(result.timeline.probabilities[k], alone, atol=2e-4)
+
+
+def test_silent_windows_do_not_sway_a_long_clips_headline(recognizer: Recognizer) -> None:
+    rate = recognizer.config.sample_rate_hz
+    speech = load_audio(audio_bytes(_clip("angry", duration_s=4.0), sample_rate_hz=16_000), sample_rate_hz=rate).samples
+    quiet = np.random.default_rng(0).normal(0, 1e-4, 6 * rate).astype(np.float32)  # room tone, no speech
+    timeline = recognizer.timeline(np.concatenate([speech, quiet]))
+    speaking = timeline.speech_s >= 0.5
+    assert speaking.any() and not speaking.all()
+    np.testing.assert_allclose(timeline.overall(), timeline.probabilities[speaking].mean(axis=0), atol=1e-6)
+    assert not np.allclose(timeline.overall(), timeline.probabilities.mean(axis=0), atol=1e-3)
+
+
 def test_bytes_and_path_agree(recognizer: Recognizer, tmp_path: Path) -> None:
     samples = _clip("angry")
     path = write_audio(tmp_path / "a.flac", samples, sample_rate_hz=16_000, format="FLAC")
