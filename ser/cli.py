@@ -168,7 +168,7 @@ def _print_across(result: dict[str, Any]) -> None:
                 f"(calibrated {f['ece_calibrated']:.3f}) on {', '.join(f['labels'])}")
 
     for name, f in result["corpora"].items():
-        print(f"held out {name}, trained on {' + '.join(f['trained_on'])}:", file=sys.stderr)
+        print(f"held out {name}, trained on {' + '.join(f['trained_on']) or '?'}:", file=sys.stderr)
         print(line("all shared", f), file=sys.stderr)
         if "four_class" in f:
             print(line("4-class", f["four_class"]), file=sys.stderr)
@@ -177,7 +177,7 @@ def _print_across(result: dict[str, Any]) -> None:
         print(line("shared", f), file=sys.stderr)
     for title, s in (("all shared emotions", result), ("4-class", result["four_class"])):
         if s.get("mean_accuracy") is not None:
-            print(f"leave-one-corpus-out, {title}: mean accuracy {s['mean_accuracy']:.1%}, worst "
+            print(f"{result['protocol']}, {title}: mean accuracy {s['mean_accuracy']:.1%}, worst "
                   f"{s['worst_accuracy']:.1%}, mean UAR {s['mean_uar']:.1%}, mean ECE {s['mean_ece']:.3f} "
                   f"(calibrated {s['mean_ece_calibrated']:.3f})", file=sys.stderr)
     print(f"temperature {result['temperature']}", file=sys.stderr)
