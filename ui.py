@@ -33,7 +33,7 @@ import plotly.graph_objects  # noqa: F401  see the module's docstring
 import streamlit as st
 
 from ser import plots
-from ser.audio import MAX_DURATION_S, MIN_DURATION_S, SUPPORTED_FORMATS
+from ser.audio import FILE_EXTENSIONS, MAX_DURATION_S, MIN_DURATION_S, SUPPORTED_FORMATS
 from ser.errors import ModelError, SERError
 from ser.store import (
     ModelInfo,
@@ -52,7 +52,7 @@ log = logging.getLogger("ser.app")
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLE_CLIP = ROOT / "assets" / "example-speech.wav"
-UPLOAD_TYPES = [fmt.lower() for fmt in SUPPORTED_FORMATS]
+UPLOAD_TYPES = list(FILE_EXTENSIONS)
 PLOT_CONFIG = {"displaylogo": False}
 
 EMOJI = {
@@ -413,7 +413,10 @@ class Outcome:
     error: str | None = None
 
 
-_MIME = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
+_MIME = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "oga": "audio/ogg",
+         "opus": "audio/ogg", "mp3": "audio/mpeg", "m4a": "audio/mp4", "mp4": "audio/mp4",
+         "aac": "audio/aac", "3gp": "audio/3gpp", "3gpp": "audio/3gpp", "webm": "audio/webm",
+         "weba": "audio/webm", "mka": "audio/x-matroska", "amr": "audio/amr"}  # fmt: skip
 
 
 def clips_from_uploads(files: Sequence[UploadedFile] | UploadedFile | None) -> list[Clip]:

@@ -8,11 +8,16 @@ model's rate and one block, whatever rate and channel count the file claims: a f
 of FLAC can decode to gigabytes. Every unusable input raises an ``AudioError`` whose message
 names the file and says what is wrong. Only regular files are opened: a FIFO or a device
 would block the reader for good.
+
+What phones and browsers record (M4A/AAC, MP4, 3GP, WebM/Opus), which libsndfile cannot read,
+is decoded through PyAV, which ships its own FFmpeg, with the same block-wise bound, limits and
+messages; each container goes to the one FFmpeg demuxer named for it, so nothing is probed.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import os
 import re
@@ -37,7 +42,10 @@ from ser.errors import (
     UnsupportedFormatError,
 )
 
-SUPPORTED_FORMATS = ("WAV", "FLAC", "OGG", "MP3")
+SUPPORTED_FORMATS = ("WAV", "FLAC", "OGG", "MP3", "M4A", "MP4", "AAC", "3GP", "WebM")
+# File name endings the app's uploader takes: the formats above and their usual variants.
+FILE_EXTENSIONS = ("wav", "flac", "ogg", "oga", "opus", "mp3", "m4a", "mp4", "aac", "3gp", "3gpp",
+                   "webm", "weba", "mka", "amr")  # fmt: skip
 MIN_DURATION_S = 0.5
 MAX_DURATION_S = 300.0  # 5 minutes
 # Beyond these a file is refused from its header: the highest rate studio recorders write, and
@@ -113,11 +121,14 @@ def load_audio(
         head = file_obj.read(_HEAD_BYTES)
         if not head:
             raise EmptyAudioError(f"{who} is empty (0 bytes).")
-        _refuse_known_unsupported(head, who)
+        container = _container(head)
+        _refuse_unsupported(container, who)
         file_obj.seek(0)
-        decoded = _decode(
-            file_obj, who, sample_rate_hz=sample_rate_hz, max_duration_s=max_duration_s
-        )
+        limits = {"sample_rate_hz": sample_rate_hz, "max_duration_s": max_duration_s}
+        if container in _AV_DEMUXERS:
+            decoded = _decode_av(file_obj, who, demuxer=_AV_DEMUXERS[container], **limits)
+        else:
+            decoded = _decode(file_obj, who, **limits)
     _check_duration(decoded.source_frames / decoded.source_rate_hz, who, decoded, min_duration_s)
     _check_level(decoded.samples, who, sample_rate_hz=sample_rate_hz)
     return Audio(
@@ -213,10 +224,13 @@ def _opened(source: str | os.PathLike[str] | bytes, who: str) -> Iterator[Binary
         yield file_obj
 
 
-def _known_unsupported(head: bytes) -> str | None:
-    """Name common containers libsndfile cannot decode, from their magic bytes."""
+def _container(head: bytes) -> str | None:
+    """Name the containers libsndfile cannot decode, from their magic bytes."""
     if head[4:8] == b"ftyp":  # ISO base media: M4A, MP4, MOV, 3GP
-        return "M4A" if head[8:11] in (b"M4A", b"M4B", b"M4P") else "MP4"
+        brand = head[8:12]
+        if brand[:3] in (b"M4A", b"M4B", b"M4P"):
+            return "M4A"
+        return "3GP" if brand[:3] in (b"3gp", b"3g2") else "MP4"
     if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML
         return "WebM" if b"webm" in head else "Matroska"
     if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):  # ASF
@@ -228,11 +242,15 @@ def _known_unsupported(head: bytes) -> str | None:
     return None
 
 
-def _refuse_known_unsupported(head: bytes, who: str) -> None:
-    label = _known_unsupported(head)
-    if label:
+# The FFmpeg demuxer for each container PyAV decodes; the others named above are refused.
+_AV_DEMUXERS = {"M4A": "mov", "MP4": "mov", "3GP": "mov", "WebM": "matroska",
+                "Matroska": "matroska", "AMR": "amr", "AAC": "aac"}  # fmt: skip
+
+
+def _refuse_unsupported(container: str | None, who: str) -> None:
+    if container is not None and container not in _AV_DEMUXERS:
         raise UnsupportedFormatError(
-            f"{who} is {label} audio. {label} is not supported; supported formats: "
+            f"{who} is {container} audio. {container} is not supported; supported formats: "
             f"{_SUPPORTED}. Convert it to WAV and try again."
         )
 
@@ -249,8 +267,9 @@ def _decode(
             _check_header(file, who, max_duration_s=max_duration_s, cut=ogg_cut)
             max_frames = math.floor(max_duration_s * file.samplerate)
             samples, frames, failed = _read_mono(
-                file, who, max_frames=max_frames, to_rate_hz=sample_rate_hz
-            )
+                _sf_blocks(file), who, from_rate_hz=file.samplerate, max_frames=max_frames,
+                to_rate_hz=sample_rate_hz,
+            )  # fmt: skip
             truncated = failed or ogg_cut or _cut_short(file, frames)
             return _Decoded(samples, frames, file.samplerate, file.channels, truncated)
     except AudioError:
@@ -290,18 +309,34 @@ def _check_header(file: sf.SoundFile, who: str, *, max_duration_s: float, cut: b
                 f"{who} is damaged or incomplete (perhaps cut short): no audio could be decoded."
             )
         raise EmptyAudioError(f"{who} contains no audio (its header declares no samples).")
-    if file.samplerate > MAX_SAMPLE_RATE_HZ:
+    known = file.frames != _UNKNOWN_FRAMES
+    _check_limits(who, rate_hz=file.samplerate, channels=file.channels,
+                  duration_s=file.frames / file.samplerate if known else None,
+                  max_duration_s=max_duration_s)  # fmt: skip
+
+
+def _check_limits(
+    who: str, *, rate_hz: int, channels: int, duration_s: float | None, max_duration_s: float
+) -> None:
+    """Refuse from the header what is too fast, too wide or too long, before decoding it."""
+    if rate_hz <= 0 or channels <= 0:
+        raise DamagedAudioError(f"{who} has a damaged header and cannot be read.")
+    if rate_hz > MAX_SAMPLE_RATE_HZ:
         raise UnsupportedFormatError(
-            f"{who} has a sample rate of {file.samplerate:,} Hz; the maximum is "
+            f"{who} has a sample rate of {rate_hz:,} Hz; the maximum is "
             f"{MAX_SAMPLE_RATE_HZ:,} Hz. Resample it to 48 kHz and try again."
         )
-    if file.channels > MAX_CHANNELS:
-        raise UnsupportedFormatError(
-            f"{who} has {file.channels} channels; the maximum is {MAX_CHANNELS}. "
-            "Mix it down to mono and try again."
-        )
-    if file.frames != _UNKNOWN_FRAMES and file.frames / file.samplerate > max_duration_s:
-        raise _too_long(file.frames / file.samplerate, who, max_duration_s=max_duration_s)
+    if channels > MAX_CHANNELS:
+        raise UnsupportedFormatError(_too_many_channels(who, channels))
+    if duration_s is not None and duration_s > max_duration_s:
+        raise _too_long(duration_s, who, max_duration_s=max_duration_s)
+
+
+def _too_many_channels(who: str, channels: int) -> str:
+    return (
+        f"{who} has {channels} channels; the maximum is {MAX_CHANNELS}. "
+        "Mix it down to mono and try again."
+    )
 
 
 def _too_long(duration_s: float, who: str, *, max_duration_s: float) -> TooLongError:
@@ -318,8 +353,15 @@ def _minutes_seconds(duration_s: float) -> str:
     return f"{minutes}:{seconds:02d}"
 
 
+def _sf_blocks(file: sf.SoundFile) -> Iterator[np.ndarray]:
+    """The file's frames as float32 blocks of (frames, channels), one block at a time."""
+    block_frames = max(1024, _BLOCK_SAMPLES // file.channels)
+    while len(block := file.read(block_frames, dtype="float32", always_2d=True)):
+        yield block
+
+
 def _read_mono(
-    file: sf.SoundFile, who: str, *, max_frames: int, to_rate_hz: int
+    blocks: Iterator[np.ndarray], who: str, *, from_rate_hz: int, max_frames: int, to_rate_hz: int
 ) -> tuple[np.ndarray, int, bool]:
     """Mono samples at ``to_rate_hz``, the source frames decoded, and whether an error
     stopped decoding (the samples then hold what came before it).
@@ -328,20 +370,20 @@ def _read_mono(
     and one block; a file that decodes past ``max_frames`` is refused as soon as it does.
     Streamed soxr gives the very samples one call on the whole clip gives (tested).
     """
-    from_rate_hz = file.samplerate
     resampler = None
     if from_rate_hz != to_rate_hz:
         resampler = soxr.ResampleStream(from_rate_hz, to_rate_hz, 1, dtype="float32", quality="HQ")
-    block_frames = max(1024, _BLOCK_SAMPLES // file.channels)
     pieces: list[np.ndarray] = []
     total, failed = 0, False
     while total <= max_frames:
         try:
-            block = file.read(block_frames, dtype="float32", always_2d=True)
+            block = next(blocks, None)
+        except AudioError:
+            raise
         except Exception:  # damaged or cut-short data: keep what decoded before it
             failed = True
             break
-        if not len(block):
+        if block is None:
             break
         total += len(block)
         mono = _to_mono(block)
@@ -360,6 +402,97 @@ def _read_mono(
         pieces.append(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
     samples = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
     return _sized(samples, math.ceil(total * to_rate_hz / from_rate_hz)), total, failed
+
+
+# ---------------------------------------------------------------------------- PyAV
+
+
+def _decode_av(
+    file_obj: BinaryIO, who: str, *, demuxer: str, sample_rate_hz: int, max_duration_s: float
+) -> _Decoded:
+    """As ``_decode``, through FFmpeg: the header's limits first, then block by block."""
+    import av  # here, not at the top: the app's start-up does not pay for FFmpeg's libraries
+
+    try:
+        with av.open(file_obj, mode="r", format=demuxer) as container:
+            if not container.streams.audio:
+                raise EmptyAudioError(f"{who} holds no sound track (a video without audio?).")
+            stream = container.streams.audio[0]
+            rate, channels = stream.codec_context.sample_rate, stream.codec_context.channels
+            declared_s = _av_duration_s(container, stream)
+            limits = {"duration_s": declared_s, "max_duration_s": max_duration_s}
+            _check_limits(who, rate_hz=rate, channels=channels, **limits)
+            # HE-AAC can state its core rate and decode at twice it: the first frame decides.
+            decoded = container.decode(stream)
+            first = next(decoded, None)
+            if first is None:
+                raise EmptyAudioError(f"{who} contains no audio.")
+            rate, channels = first.sample_rate, len(first.layout.channels)
+            _check_limits(who, rate_hz=rate, channels=channels, **limits)
+            samples, frames, failed = _read_mono(
+                _av_blocks(itertools.chain([first], decoded), who, rate_hz=rate), who,
+                from_rate_hz=rate, max_frames=math.floor(max_duration_s * rate),
+                to_rate_hz=sample_rate_hz,
+            )  # fmt: skip
+            cut = declared_s is not None and frames < 0.95 * declared_s * rate
+            return _Decoded(samples, frames, rate, channels, failed or cut)
+    except AudioError:
+        raise
+    except MemoryError:
+        raise AudioError(
+            f"{who} could not be decoded: the server ran out of memory. Try again later."
+        ) from None
+    except Exception as error:  # FFmpeg could not open it: its data do not fit its header
+        raise DamagedAudioError(
+            f"{who} is damaged or incomplete (perhaps cut short) and cannot be read."
+        ) from error
+
+
+def _av_duration_s(container: object, stream: object) -> float | None:
+    """The length the header states, or None where it states none (a live WebM recording)."""
+    if stream.duration and stream.time_base:  # type: ignore[attr-defined]
+        return float(stream.duration * stream.time_base)  # type: ignore[attr-defined]
+    if container.duration:  # type: ignore[attr-defined]
+        return container.duration / 1_000_000  # type: ignore[attr-defined]  # AV_TIME_BASE
+    return None
+
+
+# Full scale of each integer sample format FFmpeg decoders give ("p": one plane per channel).
+_AV_FULL_SCALE = {"s16": 2.0**15, "s32": 2.0**31, "flt": 1.0, "dbl": 1.0}
+
+
+def _av_blocks(frames: Iterator[object], who: str, *, rate_hz: int) -> Iterator[np.ndarray]:
+    """Decoded frames as float32 blocks of (frames, channels), about a block at a time."""
+    pending: list[np.ndarray] = []
+    size = 0
+    for frame in frames:
+        if frame.sample_rate != rate_hz:  # type: ignore[attr-defined]
+            raise DamagedAudioError(f"{who} changes its sample rate part-way and cannot be read.")
+        block = _av_frame(frame, who)
+        pending.append(block)
+        size += block.size
+        if size >= _BLOCK_SAMPLES:
+            yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+            pending, size = [], 0
+    if pending:
+        yield np.concatenate(pending)
+
+
+def _av_frame(frame: object, who: str) -> np.ndarray:
+    name = frame.format.name.removesuffix("p")  # type: ignore[attr-defined]
+    channels = len(frame.layout.channels)  # type: ignore[attr-defined]
+    if name not in _AV_FULL_SCALE and name != "u8":
+        raise UnsupportedFormatError(
+            f"{who} uses an audio encoding that cannot be decoded. "
+            "Save it as 16-bit WAV or FLAC and try again."
+        )
+    if channels > MAX_CHANNELS:  # a stream may change its layout after the header
+        raise UnsupportedFormatError(_too_many_channels(who, channels))
+    array = frame.to_ndarray()  # type: ignore[attr-defined]
+    planes = array if frame.format.is_planar else array.reshape(-1, channels).T  # type: ignore[attr-defined]
+    if name == "u8":
+        return ((planes.astype(np.float32) - 128) / 128).T
+    return (planes.astype(np.float32) / np.float32(_AV_FULL_SCALE[name])).T
 
 
 def _sized(samples: np.ndarray, size: int) -> np.ndarray:

@@ -182,7 +182,57 @@ def fake_webm(*, size_bytes: int = 512) -> bytes:
     return _padded(head, size_bytes)
 
 
+def fake_wma(*, size_bytes: int = 512) -> bytes:
+    """An ASF header object's GUID (Windows Media Audio), then junk."""
+    return _padded(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11\xa6\xd9\x00\xaa\x00\x62\xce\x6c", size_bytes)
+
+
 def _padded(head: bytes, size_bytes: int) -> bytes:
     """``head`` followed by arbitrary bytes, ``size_bytes`` long in all (or just ``head``)."""
     junk = bytes(range(256)) * (size_bytes // 256 + 1)
     return (head + junk)[: max(size_bytes, len(head))]
+
+
+# Phone and browser formats, encoded by PyAV itself: name -> (FFmpeg muxer, codec, extension).
+PHONE_FORMATS: dict[str, tuple[str, str, str]] = {
+    "m4a-aac": ("ipod", "aac", ".m4a"),
+    "mp4-aac": ("mp4", "aac", ".mp4"),
+    "webm-opus": ("webm", "libopus", ".webm"),
+    "3gp-amr": ("3gp", "amr_nb", ".3gp"),
+    "3gp-aac": ("3gp", "aac", ".3gp"),
+}
+# What each codec takes: AMR-NB is 8 kHz mono only, Opus runs at 48 kHz.
+CODEC_RATES_HZ = {"aac": 44_100, "libopus": 48_000, "amr_nb": 8_000, "pcm_s16le": 48_000}
+
+
+def encoded(
+    samples: np.ndarray,
+    *,
+    sample_rate_hz: int,
+    muxer: str,
+    codec: str,
+    options: dict[str, str] | None = None,
+) -> bytes:
+    """``samples`` (soundfile's layout) encoded by PyAV as ``codec`` in a ``muxer`` file;
+    ``options`` go to the muxer (``{"live": "1"}``: a WebM that states no length)."""
+    import av
+
+    data = samples[:, None] if samples.ndim == 1 else samples
+    channels = data.shape[1]
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format=muxer, options=options or {}) as container:
+        layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1", 10: "5.1.4"}[channels]
+        stream = container.add_stream(codec, rate=sample_rate_hz, layout=layout)
+        sample_format = stream.codec_context.format.name
+        step = 1024
+        for start in range(0, len(data), step):
+            chunk = data[start : start + step]
+            if sample_format.startswith("s16"):
+                chunk = np.round(np.clip(chunk, -1, 1) * 32767).astype(np.int16)
+            planes = chunk.T if sample_format.endswith("p") else chunk.reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes), format=sample_format,
+                                               layout=layout)  # fmt: skip
+            frame.sample_rate, frame.pts = sample_rate_hz, start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()

@@ -197,7 +197,7 @@ BAD_INPUTS = [
         lambda: b"Not audio at all, just some notes.\n" * 20,
         {},
         UnsupportedFormatError,
-        "is not a recognisable audio file. Supported formats: WAV, FLAC, OGG, MP3.",
+        "is not a recognisable audio file. Supported formats: WAV, FLAC, OGG, MP3, M4A, MP4, AAC, 3GP, WebM.",
         id="text-named-wav",
     ),
     pytest.param(lambda: b"", {}, EmptyAudioError, "is empty (0 bytes)", id="zero-bytes"),
@@ -299,16 +299,24 @@ BAD_INPUTS = [
     pytest.param(
         signals.fake_m4a,
         {},
-        UnsupportedFormatError,
-        "is M4A audio. M4A is not supported; supported formats: WAV, FLAC, OGG, MP3.",
+        DamagedAudioError,
+        "is damaged or incomplete (perhaps cut short) and cannot be read.",
         id="fake-m4a",
     ),
     pytest.param(
         signals.fake_webm,
         {},
-        UnsupportedFormatError,
-        "is WebM audio. WebM is not supported; supported formats: WAV, FLAC, OGG, MP3.",
+        DamagedAudioError,
+        "is damaged or incomplete (perhaps cut short) and cannot be read.",
         id="fake-webm",
+    ),
+    pytest.param(
+        signals.fake_wma,
+        {},
+        UnsupportedFormatError,
+        "is WMA audio. WMA is not supported; supported formats: WAV, FLAC, OGG, MP3, M4A, MP4, "
+        "AAC, 3GP, WebM.",
+        id="fake-wma",
     ),
     pytest.param(
         lambda: _tone_bytes(6.0),
@@ -385,7 +393,7 @@ def test_random_bytes_only_ever_raise_audio_errors() -> None:
             subtype=subtype,
         )
         for fmt, subtype in signals.WRITABLE_CASES.values()
-    ]
+    ] + [_phone(case, duration_s=0.8) for case in signals.PHONE_FORMATS]
     inputs = [rng.bytes(int(rng.integers(1, 4_000))) for _ in range(100)]
     for base in valid:  # real headers with damage after them, where decoders get confused
         for _ in range(30):
@@ -405,6 +413,110 @@ def test_random_bytes_only_ever_raise_audio_errors() -> None:
 
     assert {"loaded", "UnsupportedFormatError", "DamagedAudioError"} <= outcomes
     assert all(message.startswith("The audio ") for message in messages), messages
+
+
+# ---------------------------------------------------------------------------- phone formats
+
+
+def _phone(case: str, *, duration_s: float = 1.0, channels: int = 1, **options: str) -> bytes:
+    muxer, codec, _ = signals.PHONE_FORMATS[case]
+    rate = signals.CODEC_RATES_HZ[codec]
+    source = signals.tone(frequency_hz=440, duration_s=duration_s, sample_rate_hz=rate,
+                          amplitude=0.5, channels=channels)  # fmt: skip
+    return signals.encoded(source, sample_rate_hz=rate, muxer=muxer, codec=codec, options=options)
+
+
+@pytest.mark.parametrize("case", list(signals.PHONE_FORMATS))
+def test_phone_formats_decode_to_the_same_tone(case: str) -> None:
+    _, codec, extension = signals.PHONE_FORMATS[case]
+
+    clip = load_audio(_phone(case), sample_rate_hz=RATE_HZ, name=f"memo{extension}")
+
+    source = (clip.sample_rate_hz, clip.source_sample_rate_hz, clip.source_channels)
+    assert source == (RATE_HZ, signals.CODEC_RATES_HZ[codec], 1)
+    assert not clip.truncated
+    assert clip.duration_s == pytest.approx(1.0, abs=0.05)  # codecs' priming and padding
+    assert peak_frequency_hz(clip.samples, sample_rate_hz=RATE_HZ) == pytest.approx(440, abs=2)
+    assert 20 * math.log10(rms(clip.samples) / (0.5 / math.sqrt(2))) == pytest.approx(0, abs=1.5)
+
+
+def test_a_stereo_m4a_is_mixed_to_mono() -> None:
+    clip = load_audio(_phone("m4a-aac", channels=2), sample_rate_hz=RATE_HZ)
+
+    assert clip.source_channels == 2
+    assert 20 * math.log10(rms(clip.samples) / (0.5 / math.sqrt(2))) == pytest.approx(0, abs=1.0)
+
+
+def test_phone_formats_are_refused_from_the_header_with_the_same_messages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoded a clip its header already refuses")
+
+    long_memo = _phone("m4a-aac", duration_s=6.0)
+    wide = signals.encoded(
+        signals.tone(frequency_hz=440, duration_s=0.05, sample_rate_hz=48_000, channels=10),
+        sample_rate_hz=48_000, muxer="matroska", codec="pcm_s16le",
+    )  # fmt: skip
+    fast = signals.encoded(
+        signals.tone(frequency_hz=440, duration_s=0.05, sample_rate_hz=384_000),
+        sample_rate_hz=384_000, muxer="matroska", codec="pcm_s16le",
+    )  # fmt: skip
+    monkeypatch.setattr(audio, "_read_mono", no_decoding)
+    cases = [(long_memo, {"max_duration_s": 5.0}, TooLongError,
+              "'memo' is too long (0:06); the maximum is 0:05 (minutes:seconds). Trim it and try again."),
+             (wide, {}, UnsupportedFormatError,
+              "'memo' has 10 channels; the maximum is 8. Mix it down to mono and try again."),
+             (fast, {}, UnsupportedFormatError,
+              "'memo' has a sample rate of 384,000 Hz; the maximum is 192,000 Hz. "
+              "Resample it to 48 kHz and try again.")]  # fmt: skip
+    for data, kwargs, error, message in cases:
+        with pytest.raises(error) as caught:
+            load_audio(data, sample_rate_hz=RATE_HZ, name="memo", **kwargs)
+        assert str(caught.value) == message
+
+
+def test_a_webm_that_states_no_length_is_refused_once_it_decodes_past_the_limit() -> None:
+    live = _phone("webm-opus", duration_s=6.0, live="1")  # as a browser's MediaRecorder writes
+
+    with pytest.raises(TooLongError, match=r"^'rec' is too long \(0:0\d\); the maximum is 0:05"):
+        load_audio(live, sample_rate_hz=RATE_HZ, name="rec", max_duration_s=5.0)
+
+
+def test_a_short_phone_clip_is_refused_as_too_short() -> None:
+    with pytest.raises(TooShortError, match=r"^'memo' is too short \(0\.\d+ s\); it must be"):
+        load_audio(_phone("m4a-aac", duration_s=0.3), sample_rate_hz=RATE_HZ, name="memo")
+
+
+@pytest.mark.parametrize("case", ["webm-opus", "3gp-amr"])
+def test_a_cut_phone_clip_keeps_what_decodes_or_says_it_is_cut(case: str) -> None:
+    data = _phone(case, duration_s=4.0)
+
+    if case == "3gp-amr":  # FFmpeg writes the sample table last: a cut file has none
+        with pytest.raises(DamagedAudioError, match=r"damaged or incomplete \(perhaps cut short\)"):
+            load_audio(data[: len(data) // 2], sample_rate_hz=RATE_HZ)
+        return
+    clip = load_audio(data[: len(data) // 2], sample_rate_hz=RATE_HZ)
+    assert clip.truncated
+    assert 1.0 <= clip.duration_s < 3.0
+    assert "The file seems to be cut short" in assess_quality(clip)[0]
+
+
+def test_a_video_file_without_sound_is_refused() -> None:
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream("mpeg4", rate=5)
+        stream.width = stream.height = 16
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+    with pytest.raises(EmptyAudioError, match=r"^'clip.mp4' holds no sound track"):
+        load_audio(buffer.getvalue(), sample_rate_hz=RATE_HZ, name="clip.mp4")
 
 
 # ---------------------------------------------------------------------------- damaged but usable

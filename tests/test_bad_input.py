@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
-SUPPORTED = "Supported formats: WAV, FLAC, OGG, MP3."
+SUPPORTED = "Supported formats: WAV, FLAC, OGG, MP3, M4A, MP4, AAC, 3GP, WebM."
 CLIPPED = (
     "100.0% of the samples are clipped at full scale, "
     "so the sound is distorted and the result may be less reliable."
@@ -79,6 +79,14 @@ def _with_sample(value: float) -> bytes:
     samples = _speech(2.0)
     samples[4_000] = value
     return _wav(samples, subtype="FLOAT")
+
+
+def _phone(case: str, **options: str) -> bytes:
+    """Speech as a phone or browser records it, encoded by PyAV."""
+    muxer, codec, _ = signals.PHONE_FORMATS[case]
+    rate_hz = signals.CODEC_RATES_HZ[codec]
+    return signals.encoded(_speech(rate_hz=rate_hz), sample_rate_hz=rate_hz, muxer=muxer,
+                           codec=codec, options=options)  # fmt: skip
 
 
 def _ten_minutes_at_8_khz() -> bytes:
@@ -220,20 +228,32 @@ CASES = [
         same_as_clean_within=0.01,
     ),
     Case(
-        # Phones and Apple Voice Memos write M4A; named .wav so the page's picker accepts it.
-        "m4a",
-        "voice-memo.wav",
-        signals.fake_m4a,
-        message="'voice-memo.wav' is M4A audio. M4A is not supported; supported formats: "
-        "WAV, FLAC, OGG, MP3. Convert it to WAV and try again.",
+        # Phones and Apple Voice Memos write M4A: decoded through PyAV, whatever the name says.
+        "m4a-aac",
+        "voice-memo.m4a",
+        lambda: _phone("m4a-aac"),
     ),
     Case(
-        # What browsers' MediaRecorder writes.
-        "webm",
-        "browser-recording.wav",
-        signals.fake_webm,
-        message="'browser-recording.wav' is WebM audio. WebM is not supported; supported "
-        "formats: WAV, FLAC, OGG, MP3. Convert it to WAV and try again.",
+        # What browsers' MediaRecorder writes: Opus in WebM, with no length in its header.
+        "webm-opus",
+        "browser-recording.webm",
+        lambda: _phone("webm-opus", live="1"),
+    ),
+    Case("mp4-aac", "phone-video.mp4", lambda: _phone("mp4-aac")),
+    Case("3gp-amr", "old-phone.3gp", lambda: _phone("3gp-amr"), caveats=(LOW_RATE,)),
+    Case(
+        "fake-m4a",
+        "voice-memo.wav",
+        signals.fake_m4a,
+        message="'voice-memo.wav' is damaged or incomplete (perhaps cut short) and cannot be read.",
+    ),
+    Case(
+        # Named .wav so the page's picker takes it: the bytes decide.
+        "wma",
+        "voice-wma.wav",
+        signals.fake_wma,
+        message=f"'voice-wma.wav' is WMA audio. WMA is not supported; supported formats: "
+        f"{SUPPORTED.removeprefix('Supported formats: ').rstrip('.')}. Convert it to WAV and try again.",
     ),
     Case(
         "10-minutes",

@@ -60,10 +60,12 @@ def test_oversized_and_unsupported_uploads_are_refused_and_the_session_goes_on(
     limit_mb = st.get_option("server.maxUploadSize")
     huge = tmp_path / "huge.wav"
     huge.write_bytes(b"RIFF" + bytes(limit_mb * 1024 * 1024 + 1))
-    memo = tmp_path / "memo.m4a"
-    memo.write_bytes(signals.fake_m4a())
-    good = signals.write_audio(tmp_path / "good.wav", signals.speech_like(
-        duration_s=3.0, sample_rate_hz=16_000, seed=2), sample_rate_hz=16_000)  # fmt: skip
+    memo = tmp_path / "memo.wma"
+    memo.write_bytes(signals.fake_wma())
+    # The good clip is what a phone records: AAC in M4A, decoded through PyAV.
+    good = tmp_path / "good.m4a"
+    good.write_bytes(signals.encoded(signals.speech_like(duration_s=3.0, sample_rate_hz=44_100,
+                     seed=2), sample_rate_hz=44_100, muxer="ipod", codec="aac"))  # fmt: skip
 
     with browser.chromium() as chrome:
         page = browser.open_app(chrome, app_url)
@@ -72,7 +74,7 @@ def test_oversized_and_unsupported_uploads_are_refused_and_the_session_goes_on(
         # The limit and the formats are on screen before anything is chosen.
         dropzone = page.get_by_test_id("stFileUploaderDropzoneInstructions").inner_text()
         assert f"{limit_mb}MB per file" in dropzone
-        assert "WAV, FLAC, OGG, MP3" in dropzone
+        assert "WAV, FLAC, OGG" in dropzone and "M4A" in dropzone and "WEBM" in dropzone.upper()
 
         refused = []
         for path, reason in ((huge, f"File must be {limit_mb:.1f}MB or smaller."),
@@ -92,7 +94,7 @@ def test_oversized_and_unsupported_uploads_are_refused_and_the_session_goes_on(
         with page.expect_request(lambda r: "/_stcore/upload_file/" in r.url) as request:
             page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(good)
         browser.wait_for_app_run(page)
-        page.get_by_text("Most likely emotion in good.wav").wait_for()
+        page.get_by_text("Most likely emotion in good.m4a").wait_for()
 
         # Skipping the page's check does not help: the server refuses the upload itself,
         # before reading the body (here: announced but never sent).

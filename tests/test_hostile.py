@@ -62,7 +62,7 @@ MESSAGES = {
     "accuracy-as-text": "metadata invalid: evaluation.mean_accuracy must not be text",
     "not-an-object": "metadata invalid: the metadata must be an object, not a list",
     "escape-codes-in-name": "'\\x1b[31mred\\x1b[0m.wav' is not a recognisable audio file. "
-    "Supported formats: WAV, FLAC, OGG, MP3.",
+    "Supported formats: WAV, FLAC, OGG, MP3, M4A, MP4, AAC, 3GP, WebM.",
 }
 
 
