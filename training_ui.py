@@ -37,6 +37,7 @@ import pandas as pd
 import plotly.graph_objects as go  # imported whole here: plotly uses a half-imported pandas from another thread
 import streamlit as st
 
+import ui
 from ser import plots, store, train
 from ser.audio import printable
 from ser.datasets import LAYOUTS_HELP, ScanReport, ravdess_actor, scan
@@ -800,7 +801,7 @@ def epochs_text(progress: Progress) -> str:
     if "accuracy" in m:
         figures.append(f"accuracy {m['accuracy']:.1%}")
     if "val_accuracy" in m:
-        figures.append(f"held-out accuracy {m['val_accuracy']:.1%}")
+        figures.append(f"held-out accuracy on centre crops {m['val_accuracy']:.1%}")
     head = progress.stage.rpartition(" · ")[2]  # e.g. "statistics head 2/3"
     step = f"{head.capitalize()}: epoch" if train.is_head_stage(progress.stage) else "Epoch"
     return f"{step} {progress.done} / {progress.total}{_eta(progress)} · " + " · ".join(figures)
@@ -871,10 +872,13 @@ def show_results(job: TrainingJob, snap: Snapshot) -> None:
              "emotion counts the same however many clips it has.")  # fmt: skip
     c.metric("Held-out clips", f"{n_test:,}", border=True)
     d.metric("Chance level", f"{chance:.1%}", border=True)
-    if job.options.validation is Validation.RANDOM:
+    kind = ui.protocol_kind(result.protocol)
+    if kind == ui.RANDOM_SPLIT:
         st.warning(f"Measured on a {result.protocol}.", icon=":material/warning:")
     else:
-        st.caption(f"Protocol: {result.protocol}; the model never heard them in training.")
+        st.caption(f"Protocol: {kind}, {result.protocol}; the model never heard them in training.")
+    if (note := two_figures_note(result)) is not None:
+        st.caption(note)
     st.caption(
         f"{job.options.model_type.title}, {len(result.history.get('loss', []))} epochs, "
         f"{len(data.clips):,} clips, {len(data.labels)} emotions. {_feature_note(snap)}"
@@ -885,7 +889,7 @@ def show_results(job: TrainingJob, snap: Snapshot) -> None:
             st.dataframe(pd.DataFrame(rows, columns=["file", "reason"]), hide_index=True)
     left, right = st.columns([3, 2], gap="large")
     left.plotly_chart(
-        plots.confusion_matrix(result.scores.confusion, result.scores.labels),
+        plots.confusion_matrix(result.scores.confusion, result.scores.labels, protocol=kind),
         config=PLOT_CONFIG,
         key="result_confusion",
     )
@@ -904,6 +908,24 @@ def show_results(job: TrainingJob, snap: Snapshot) -> None:
         st.caption("Precision: of the clips called this emotion, the share that were. "
                    "Recall: of the clips of this emotion, the share found.")  # fmt: skip
     st.plotly_chart(plots.training_curves(result.history), config=PLOT_CONFIG, key="result_curves")
+
+
+def two_figures_note(result: HoldoutResult) -> str | None:
+    """The curves' held-out line and the headline are two measurements: say which is which.
+
+    The line is the network alone on each held-out clip's centre crop after each epoch (what
+    Keras reports while fitting); the headline is the saved model, statistics heads and all,
+    on each whole clip, as the app answers.
+    """
+    line = result.history.get("val_accuracy")
+    if not line:
+        return None
+    return (
+        f"Held-out accuracy {result.scores.accuracy:.1%} is the saved model on each whole "
+        f"held-out clip, as the app answers. The curves' held-out line is the network alone on "
+        f"each clip's centre crop, epoch by epoch (last epoch {line[-1]:.1%}): a guide to "
+        "progress, not the result."
+    )
 
 
 def _feature_note(snap: Snapshot) -> str:

@@ -231,9 +231,9 @@ def _warm_up() -> None:
 
 
 def model_label(info: ModelInfo) -> str:
-    """Short text for the picker: name, measured accuracy, training data."""
-    figure = f"{info.accuracy:.0%} acc." if info.accuracy is not None else "not evaluated"
-    return f"{info.name} ({figure}, {corpora(info)})"
+    """The picker's text: the name alone, which fits the sidebar (the figures, with the
+    protocol that produced them, are in the caption under it)."""
+    return info.name
 
 
 def model_heading(info: ModelInfo) -> str:
@@ -271,8 +271,46 @@ def unseen_corpora_figure(meta: dict[str, Any]) -> str | None:
     )
 
 
+# What produced a figure, in the words every page uses. Only the first three hold speakers out.
+SPEAKER_HOLDOUT = "speaker hold-out"
+KFOLD_BY_SPEAKER = "k-fold by speaker"
+LEAVE_ONE_SPEAKER_OUT = "leave-one-speaker-out"
+RANDOM_SPLIT = "random split"
+LEAVE_ONE_CORPUS_OUT = "leave-one-corpus-out"
+SPEAKER_PROTOCOLS = (SPEAKER_HOLDOUT, KFOLD_BY_SPEAKER, LEAVE_ONE_SPEAKER_OUT)
+
+
+def protocol_kind(protocol: str) -> str:
+    """Which of the five protocols a saved protocol text names (``ser.train`` writes them)."""
+    text = protocol.lower()
+    if "random" in text:
+        return RANDOM_SPLIT
+    if "leave-one-speaker-out" in text:
+        return LEAVE_ONE_SPEAKER_OUT
+    if "corpus" in text or "corpora" in text or "tested on unseen" in text:
+        return LEAVE_ONE_CORPUS_OUT
+    if "fold" in text:
+        return KFOLD_BY_SPEAKER
+    return SPEAKER_HOLDOUT
+
+
+def measured_on(protocol: str) -> str:
+    """Where a figure was measured, e.g. "on speakers it never heard (k-fold by speaker)".
+
+    A random split's test clips share speakers with training, so it is never said to be on
+    unseen speakers.
+    """
+    kind = protocol_kind(protocol)
+    if kind == RANDOM_SPLIT:
+        return f"on a {RANDOM_SPLIT} (speakers leak into the test, so it is overstated)"
+    if kind == LEAVE_ONE_CORPUS_OUT:
+        return f"on corpora it never heard ({kind})"
+    return f"on speakers it never heard ({kind})"
+
+
 def model_description(info: ModelInfo, *, protocol: bool = False) -> str:
-    """A sentence or two on what the model is and how well it did on unseen speakers."""
+    """A sentence or two on what the model is and how well it did, naming the protocol;
+    ``protocol`` adds the saved protocol's own words (which speakers, which folds)."""
     meta = info.metadata
     evaluation = meta.get("evaluation", {})
     trained = meta.get("trained_on", {})
@@ -281,12 +319,11 @@ def model_description(info: ModelInfo, *, protocol: bool = False) -> str:
         figures = f"{info.accuracy:.1%} accuracy"
         if info.uar is not None:
             figures += f", {info.uar:.1%} UAR"
-        leaks = "random" in str(evaluation.get("protocol", ""))
-        figures += " on a random split (speakers leak: overstated)" if leaks else " on speakers it never heard"
+        figures += f" {measured_on(str(evaluation.get('protocol', '')))}"
         if protocol and evaluation.get("protocol"):
-            figures += f" ({evaluation['protocol']})"
+            figures += f": {evaluation['protocol']}"
     else:
-        figures = "Not evaluated on held-out speakers"
+        figures = "Not evaluated on held-out data"
     if (unseen := unseen_corpora_figure(meta)) is not None:
         figures += f". {unseen}"
     data = f"Trained on {corpora(info)}"
@@ -359,8 +396,8 @@ def model_picker() -> ModelChoice | None:
         format_func=lambda n: model_label(by_name[n]),
         key=MODEL_WIDGET_KEY,
         on_change=_remember_choice,
-        help="Accuracy is measured on speakers the model never heard in training. "
-        "The Models page has the details.",
+        help="The caption below says how well the model did and which protocol measured "
+        "it. The Models page has the details.",
     )
     info = by_name[name]
     sidebar.caption(model_description(info))
@@ -371,12 +408,13 @@ def model_picker() -> ModelChoice | None:
 
 
 def _show_recall(info: ModelInfo) -> None:
-    """Which emotions the model gets right on unseen speakers (also loads the chart code
-    in the browser before the first result needs it)."""
+    """Which emotions the model gets right on held-out clips, named by protocol (also loads
+    the chart code in the browser before the first result needs it)."""
     evaluation = info.metadata.get("evaluation", {})
     confusion, labels = evaluation.get("confusion"), evaluation.get("labels")
     if confusion and labels and len(confusion) == len(labels):
-        figure = plots.recall_bars(np.asarray(confusion), labels)
+        kind = protocol_kind(str(evaluation.get("protocol", "")))
+        figure = plots.recall_bars(np.asarray(confusion), labels, protocol=kind)
         st.sidebar.plotly_chart(figure, config=PLOT_CONFIG, key="model_recall")
 
 
@@ -534,25 +572,34 @@ def show_clips(clips: Sequence[Clip], choice: ModelChoice | None, *, key: str) -
         recognizer = choice.recognizer()
     with st.spinner(f"Listening to {len(clips)} clip{'s' if len(clips) > 1 else ''}…"):
         outcomes = recognise(recognizer, clips, key=key)
+    picked = choice.info.name
     if len(outcomes) == 1:
-        show_outcome(outcomes[0], key=key)
+        show_outcome(outcomes[0], key=key, picked=picked)
         return
     show_table(outcomes, recognizer.labels, key=key)
     good = [i for i, o in enumerate(outcomes) if o.result is not None]
     if not good:
         return
     st.divider()
-    picked = st.selectbox(
+    shown = st.selectbox(
         "Show the details of",
         options=good,
         format_func=lambda i: f"{outcomes[i].clip.name}: {headline(outcomes[i].result)}",
         key=f"{key}-detail",
     )
-    show_outcome(outcomes[picked], key=f"{key}-detail")
+    show_outcome(outcomes[shown], key=f"{key}-detail", picked=picked)
 
 
-def show_outcome(outcome: Outcome, *, key: str) -> None:
-    """One clip in full, or its error message."""
+def _answering_model(outcome: Outcome, picked: str | None) -> ModelInfo | None:
+    """The model that answered, when it is not the one the sidebar describes (the default
+    hands a low-rate recording on)."""
+    if picked is None or outcome.model == picked:
+        return None
+    return next((m for m in installed_models() if m.name == outcome.model), None)
+
+
+def show_outcome(outcome: Outcome, *, key: str, picked: str | None = None) -> None:
+    """One clip in full, or its error message; ``picked`` is the sidebar's model."""
     if outcome.result is None:
         st.error(md(outcome.error or ""), icon=":material/error:")
         return
@@ -565,6 +612,8 @@ def show_outcome(outcome: Outcome, *, key: str) -> None:
             f"Most likely emotion in **{md(outcome.clip.name)}** ({audio.duration_s:.1f} s), "
             f"according to model **{outcome.model}**."
         )
+        if (handed := _answering_model(outcome, picked)) is not None:
+            st.caption(f"About **{handed.name}**, which answered: {model_description(handed)}")
         st.audio(outcome.clip.data, format=outcome.clip.mime)
         for caveat in result.caveats:
             st.warning(md(caveat), icon=":material/warning:")
@@ -609,11 +658,12 @@ def _show_views(result: Result, *, key: str) -> None:
 
 
 def outcomes_table(outcomes: Sequence[Outcome], labels: Sequence[str]) -> pd.DataFrame:
-    """One row per clip: file, emotion, confidence, error, each emotion's probability, caveats."""
+    """One row per clip: file, the model that answered, emotion, confidence, error, each
+    emotion's probability, caveats (the CSV; a failed clip's figures are empty)."""
     rows = []
     for o in outcomes:
-        row: dict[str, Any] = {"file": o.clip.name, "emotion": None, "confidence": None}
-        row["error"] = o.error or ""
+        row: dict[str, Any] = {"file": o.clip.name, "model": o.model, "emotion": None}
+        row |= {"confidence": None, "error": o.error or ""}
         row |= dict.fromkeys(labels)
         if o.result is not None:
             p = o.result.prediction
@@ -642,6 +692,7 @@ def show_table(outcomes: Sequence[Outcome], labels: Sequence[str], *, key: str) 
         table,
         hide_index=True,
         key=f"{key}-table",
+        placeholder="–",  # a failed clip has no figures: a dash, not "None"
         column_config={
             "confidence": st.column_config.ProgressColumn(
                 "confidence", format="percent", min_value=0.0, max_value=1.0
@@ -676,7 +727,7 @@ def models_overview(models: Sequence[ModelInfo]) -> pd.DataFrame:
             "type": model_title(m.metadata) if m.metadata else "",
             "accuracy": m.accuracy,
             "UAR": m.uar,
-            "evaluation": m.metadata.get("evaluation", {}).get("protocol", ""),
+            "protocol": _protocol_cell(m),
             "unseen corpora": _unseen_mean(m.metadata),
             "trained on": corpora(m) if m.metadata else "",
             "clips": trained.get("clips"),
@@ -685,6 +736,11 @@ def models_overview(models: Sequence[ModelInfo]) -> pd.DataFrame:
             "created (UTC)": m.metadata.get("created_utc", ""),
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _protocol_cell(info: ModelInfo) -> str:
+    protocol = str(info.metadata.get("evaluation", {}).get("protocol", ""))
+    return f"{protocol_kind(protocol)}: {protocol}" if protocol else ""
 
 
 def _unseen_mean(meta: dict[str, Any]) -> float | None:
@@ -736,12 +792,14 @@ def show_model_details(info: ModelInfo) -> None:
             return
     meta = info.metadata
     evaluation = meta.get("evaluation", {})
+    kind = protocol_kind(str(evaluation.get("protocol", "")))
     st.markdown(model_description(info, protocol=True))
     cols = st.columns(4)
-    cols[0].metric("Accuracy", f"{info.accuracy:.1%}" if info.accuracy is not None else "–")
+    cols[0].metric("Accuracy", f"{info.accuracy:.1%}" if info.accuracy is not None else "–",
+                   help=f"Share of held-out clips labelled correctly ({kind}).")  # fmt: skip
     cols[1].metric("UAR", f"{info.uar:.1%}" if info.uar is not None else "–",
                    help="Unweighted average recall: the mean of each emotion's recall, so "
-                   "rare emotions count as much as common ones.")  # fmt: skip
+                   f"rare emotions count as much as common ones ({kind}).")  # fmt: skip
     cols[2].metric("Clips", f"{meta.get('trained_on', {}).get('clips', 0):,}")
     cols[3].metric("Emotions", len(info.labels))
     if meta.get("command"):
@@ -755,7 +813,7 @@ def show_model_details(info: ModelInfo) -> None:
         right, left = st.columns([2, 1], gap="large")
     if folds:
         with left:
-            st.markdown("**Per fold** (each fold tests on speakers left out of training)")
+            st.markdown(f"**Per fold** ({kind}: {FOLD_MEANING.get(kind, 'each fold tests on clips left out of training')})")
             table = pd.DataFrame(folds)
             table.insert(0, "fold", range(1, len(folds) + 1))
             st.dataframe(
@@ -768,7 +826,8 @@ def show_model_details(info: ModelInfo) -> None:
     if confusion:
         with right:
             st.plotly_chart(
-                plots.confusion_matrix(np.asarray(confusion), evaluation.get("labels", info.labels)),
+                plots.confusion_matrix(np.asarray(confusion), evaluation.get("labels", info.labels),
+                                       protocol=kind),
                 key=f"confusion-{info.name}", config=PLOT_CONFIG,
             )  # fmt: skip
     if meta.get("cross_corpus"):
@@ -786,6 +845,13 @@ def show_model_details(info: ModelInfo) -> None:
     with st.expander("Training settings and metadata"):
         st.json({k: v for k, v in meta.items() if k not in ("evaluation",)}, expanded=False)
 
+
+FOLD_MEANING = {
+    KFOLD_BY_SPEAKER: "each fold tests on speakers left out of training",
+    LEAVE_ONE_SPEAKER_OUT: "each fold tests on one speaker left out of training",
+    LEAVE_ONE_CORPUS_OUT: "each fold tests on a corpus left out of training",
+    RANDOM_SPLIT: "clips of the same speakers on both sides: overstated",
+}
 
 CREDITS = """
 ### Data and licences
@@ -807,11 +873,21 @@ on other recordings (the Train page reads SAVEE, CREMA-D, EmoDB and your own fol
 carries the licence terms of those recordings.
 """
 
+EXAMPLE_NOTE = (
+    "A 2.6 s synthetic voice saying *“Kids are talking by the door”*, one of the "
+    "sentences the models learnt from. It was not spoken with any emotion, so no answer is the "
+    "right one: it shows what the page does, not how accurate the model is. It was recorded at "
+    "16 kHz, so with the default model picked it is answered by the 16 kHz model, and the page "
+    "says so."
+)
+
 ABOUT = """
 The app guesses the emotion in a short clip of speech: it computes features of the sound
 (a log-mel spectrogram with, for the default model, how pitch, loudness and timbre move; or
 MFCCs) and passes them to a neural network trained on actors speaking with a given emotion.
-Each model's accuracy is measured on **speakers it never heard** during training, which is what you can expect on a new voice, at best: real,
+Each figure names the protocol that produced it. The shipped models' are measured by
+k-fold by speaker, on **speakers they never heard** during training, which is what you can
+expect on a new voice, at best (a random split's figure is not: its test speakers were heard). Real,
 spontaneous speech is subtler than acted speech, and background noise, other languages and
 very short clips all make it worse. Recordings unlike the training corpora cost most: trained
 on one of the two corpora below and tested on the other (7 emotions), the default model's

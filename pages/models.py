@@ -15,8 +15,9 @@ if not models:
 else:
     ui.show_models_overview(models)
     st.caption(
-        "Accuracy: share of clips labelled correctly. UAR: the mean of each emotion's recall. "
-        "Both are measured on speakers left out of training."
+        "Accuracy: share of held-out clips labelled correctly. UAR: the mean of each emotion's "
+        "recall. Each row's *protocol* says how the clips were held out; only a random split "
+        "tests on speakers the model heard in training."
     )
     for info in models:
         with st.expander(ui.model_heading(info), expanded=len(models) == 1):

@@ -41,11 +41,7 @@ with record_tab:
     ui.show_clips(ui.clips_from_recording(recording), model, key="record")
 
 with example_tab:
-    st.markdown(
-        "A 2.6 s synthetic voice saying *“Kids are talking by the door”*, one of the "
-        "sentences the models learnt from. A synthetic voice carries little emotion, "
-        "so expect a hesitant answer."
-    )
+    st.markdown(ui.EXAMPLE_NOTE)
     if st.button("Recognise the example", icon=":material/play_arrow:", key="example"):
         st.session_state["show_example"] = True
     if st.session_state.get("show_example"):

@@ -20,6 +20,7 @@ EMOTION_COLOURS = {
 }
 _MAX_POINTS = 2000  # a browser draws a few thousand points smoothly, not millions
 _MAX_COLUMNS = 500  # spectrogram time steps: every cell of a heatmap is sent to the browser
+_SPECTROGRAM_RANGE_DB = 80
 
 
 def _layout(fig: go.Figure, *, title: str, height: int = 280) -> go.Figure:
@@ -44,8 +45,9 @@ def probability_bars(probabilities: Mapping[str, float]) -> go.Figure:
     return _layout(fig, title="Probability of each emotion", height=60 + 32 * len(labels))
 
 
-def recall_bars(confusion: np.ndarray, labels: Sequence[str]) -> go.Figure:
-    """A compact chart of the share of each emotion's held-out clips the model recognised."""
+def recall_bars(confusion: np.ndarray, labels: Sequence[str], *, protocol: str) -> go.Figure:
+    """A compact chart of the share of each emotion's held-out clips the model recognised;
+    ``protocol`` names how they were held out, in the title."""
     recall = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
     fig = go.Figure(go.Bar(
         x=recall, y=list(labels), orientation="h", marker_color=[_colour(k) for k in labels],
@@ -53,7 +55,7 @@ def recall_bars(confusion: np.ndarray, labels: Sequence[str]) -> go.Figure:
     ))
     fig.update_xaxes(range=[0, 1.2], tickformat=".0%", showticklabels=False)
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, title="Recognised on unseen speakers", height=50 + 22 * len(labels))
+    return _layout(fig, title=f"Recognised ({protocol})", height=50 + 22 * len(labels))
 
 
 def waveform(samples: np.ndarray, *, sample_rate_hz: int) -> go.Figure:
@@ -79,13 +81,17 @@ def spectrogram(samples: np.ndarray, *, sample_rate_hz: int, n_fft: int = 1024) 
     padded = np.pad(samples, (0, max(0, n_fft - len(samples))))
     index = np.arange(n_fft)[np.newaxis, :] + hop * np.arange(n_frames)[:, np.newaxis]
     spectrum = np.abs(np.fft.rfft(padded[index] * np.hanning(n_fft), axis=1)) ** 2
-    db = 10 * np.log10(np.maximum(spectrum, 1e-10))
-    db = np.maximum(db, db.max() - 80)  # an 80 dB range, as librosa's power_to_db
+    # dB below the loudest cell, floored 80 dB down as librosa's power_to_db(ref=np.max): the
+    # colour scale is pinned to that range, so silence paints as its darkest colour, never
+    # off the scale, and a silent clip is all dark rather than scaled to nothing.
+    db = 10 * np.log10(np.maximum(spectrum, 1e-10) / max(float(spectrum.max()), 1e-10))
+    db = np.maximum(db, -_SPECTROGRAM_RANGE_DB)
     fig = go.Figure(go.Heatmap(
         z=np.round(db.T).astype(np.int16),  # whole dB: 4x less to send than float64, same look
         x=np.arange(n_frames) * hop / sample_rate_hz,
         y=np.fft.rfftfreq(n_fft, 1 / sample_rate_hz),
-        colorscale="Magma", colorbar={"title": "dB"},
+        colorscale="Magma", zmin=-_SPECTROGRAM_RANGE_DB, zmax=0,
+        colorbar={"title": "dB below peak"},
     ))
     fig.update_xaxes(title="time (s)")
     fig.update_yaxes(title="frequency (Hz)")
@@ -107,8 +113,9 @@ def emotion_over_time(
     return _layout(fig, title="Emotion over time", height=320)
 
 
-def confusion_matrix(confusion: np.ndarray, labels: Sequence[str]) -> go.Figure:
-    """Rows are the true emotions, columns the predicted; cells show row percentages."""
+def confusion_matrix(confusion: np.ndarray, labels: Sequence[str], *, protocol: str) -> go.Figure:
+    """Rows are the true emotions, columns the predicted; cells show row percentages. The title
+    names the ``protocol`` that produced it."""
     totals = np.maximum(confusion.sum(axis=1, keepdims=True), 1)
     share = confusion / totals
     fig = go.Figure(go.Heatmap(
@@ -119,7 +126,7 @@ def confusion_matrix(confusion: np.ndarray, labels: Sequence[str]) -> go.Figure:
     ))
     fig.update_xaxes(title="predicted")
     fig.update_yaxes(title="true", autorange="reversed")
-    return _layout(fig, title="Confusion matrix (held-out speakers)", height=80 + 45 * len(labels))
+    return _layout(fig, title=f"Confusion matrix ({protocol})", height=80 + 45 * len(labels))
 
 
 def training_curves(history: Mapping[str, Sequence[float]]) -> go.Figure:
@@ -128,7 +135,7 @@ def training_curves(history: Mapping[str, Sequence[float]]) -> go.Figure:
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
     for col, metric in enumerate(("loss", "accuracy"), start=1):
-        for key, name, dash in ((metric, "training", "solid"), (f"val_{metric}", "held out", "dash")):
+        for key, name, dash in ((metric, "training", "solid"), (f"val_{metric}", "held out, centre crops", "dash")):
             if history.get(key):
                 epochs = np.arange(1, len(history[key]) + 1)
                 fig.add_trace(go.Scatter(x=epochs, y=list(history[key]), name=f"{name} {metric}",

@@ -80,7 +80,7 @@ def test_train_save_and_pick_in_the_browser(
     browser.wait_for_app_run(page)
     expect(page.get_by_role("button", name="Stop training")).to_have_count(0)
     expect(page.get_by_text("UAR", exact=True)).to_be_visible()
-    expect(page.get_by_text("Confusion matrix (held-out speakers)")).to_be_visible()
+    expect(page.get_by_text("Confusion matrix (speaker hold-out)")).to_be_visible()
     expect(page.get_by_text("Per emotion, on held-out clips")).to_be_visible()
     accuracy = page.get_by_test_id("stMetricValue").first.inner_text()
     assert re.fullmatch(r"\d{1,3}\.\d%", accuracy), accuracy

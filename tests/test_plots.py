@@ -1,0 +1,32 @@
+"""ser.plots: figures that say what they show, on scales that hold their data."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ser import plots
+from tests import signals
+
+
+def test_silence_in_a_spectrogram_paints_inside_its_colour_scale() -> None:
+    speech = signals.speech_like(duration_s=1.0, sample_rate_hz=16_000)
+    clip = np.concatenate([np.zeros(16_000, np.float32), speech, np.zeros(8_000, np.float32)])
+
+    for samples in (clip, np.zeros(16_000, np.float32)):
+        [heatmap] = plots.spectrogram(samples, sample_rate_hz=16_000).data
+        z = np.asarray(heatmap.z)
+        assert (heatmap.zmin, heatmap.zmax) == (-80, 0)
+        assert z.min() >= heatmap.zmin and z.max() <= heatmap.zmax
+    assert z.max() == z.min()  # a silent clip is one colour, not a scale stretched over nothing
+
+
+def test_every_held_out_figure_names_its_protocol() -> None:
+    confusion = np.array([[3, 1], [0, 4]])
+    for protocol in ("random split", "k-fold by speaker"):
+        assert protocol in plots.confusion_matrix(confusion, ["a", "b"], protocol=protocol).layout.title.text
+        assert protocol in plots.recall_bars(confusion, ["a", "b"], protocol=protocol).layout.title.text
+
+
+def test_the_curves_say_their_held_out_line_is_on_centre_crops() -> None:
+    figure = plots.training_curves({"accuracy": [0.5, 0.6], "val_accuracy": [0.2, 0.22]})
+    assert "held out, centre crops accuracy" in [trace.name for trace in figure.data]
