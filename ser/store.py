@@ -231,10 +231,28 @@ def list_models(models_dir: Path | None = None) -> list[ModelInfo]:
     return [_read_info(p) for p in sorted(folder.glob("*.json")) if not p.name.startswith(".")]
 
 
+DEFAULT_MIN_ACCURACY = 0.58  # RAVDESS 6-fold by actor: a default must stay at least this good
+
+
+def worst_unseen_accuracy(info: ModelInfo) -> float | None:
+    """The model's accuracy on the corpus it did worst on among those it never heard, if measured."""
+    return (info.metadata.get("cross_corpus") or {}).get("worst_accuracy")
+
+
 def default_model(models: list[ModelInfo]) -> ModelInfo | None:
-    """The shipped model with the best measured speaker-independent accuracy."""
+    """The shipped model that does best on its worst unseen corpus while it stays at least
+    ``DEFAULT_MIN_ACCURACY`` on unseen speakers; failing that, the most accurate one.
+
+    A user's voice and microphone are a corpus no model has heard: the worst such figure is
+    the one to protect.
+    """
     usable = [m for m in models if m.ok]
-    ranked = sorted(usable, key=lambda m: (m.shipped, m.accuracy or 0.0), reverse=True)
+
+    def rank(m: ModelInfo) -> tuple[bool, bool, float, float]:
+        accurate = (m.accuracy or 0.0) >= DEFAULT_MIN_ACCURACY
+        return (m.shipped, accurate, worst_unseen_accuracy(m) or 0.0 if accurate else 0.0, m.accuracy or 0.0)
+
+    ranked = sorted(usable, key=rank, reverse=True)
     return ranked[0] if ranked else None
 
 

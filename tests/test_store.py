@@ -175,3 +175,22 @@ def test_a_recording_below_a_models_rate_goes_to_the_best_shipped_model_it_feeds
     assert [pick(r) for r in (48_000, 22_050, 16_000, 11_025, 8_000, 4_000)] == [
         "full", "full", "narrow", "narrower-but-worse", "narrower-but-worse", None
     ]
+
+
+def _card(name: str, *, accuracy: float, worst: float | None, shipped: bool = True) -> store.ModelInfo:
+    metadata = {"labels": ["sad", "happy"], "features": {}, "shipped": shipped, "evaluation": {"mean_accuracy": accuracy}}
+    if worst is not None:
+        metadata["cross_corpus"] = {"worst_accuracy": worst}
+    return store.ModelInfo(name, Path(f"{name}.keras"), metadata)
+
+
+def test_the_default_protects_the_worst_unseen_corpus_among_accurate_enough_models() -> None:
+    in_corpus_best = _card("a", accuracy=0.63, worst=0.26)
+    across_best = _card("b", accuracy=0.61, worst=0.33)
+    not_accurate_enough = _card("c", accuracy=0.46, worst=0.45)
+    own = _card("d", accuracy=0.99, worst=0.99, shipped=False)
+    models = [in_corpus_best, across_best, not_accurate_enough, own]
+    assert store.default_model(models) is across_best
+    assert store.default_model([in_corpus_best, not_accurate_enough]) is in_corpus_best
+    # No model reaches the floor: the most accurate one.
+    assert store.default_model([not_accurate_enough, _card("e", accuracy=0.50, worst=None)]).name == "e"
