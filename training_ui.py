@@ -4,8 +4,11 @@
   as ``python -m ser train``) in a background thread and records its progress, live curves,
   result or error. Pressing Stop sets the ``threading.Event`` the package checks between
   batches; the package then raises ``TrainingStopped`` and nothing is saved.
-- ``JobBoard`` (one per server process, through ``st.cache_resource``) lets one run train at a
-  time: while it runs, every other session sees its progress and cannot start another.
+- ``job_board`` (one ``ser.jobs.Registry`` per server process, through ``st.cache_resource``)
+  lets one run train at a time: while it runs, every other session sees its progress and
+  cannot start another. The run lives there, not in the session: a visitor who leaves the page
+  finds the form and the run as they were, and one who closes the tab finds the run again
+  through the address (``?run=ID``), its result still to be saved.
 - The page polls the job with ``st.fragment(run_every=...)``: only the progress panel redraws,
   once a second, and only while a run is under way.
 - ``training_access`` reads the switch: training is off unless a deployer turns it on, with
@@ -38,7 +41,7 @@ import plotly.graph_objects as go  # imported whole here: plotly uses a half-imp
 import streamlit as st
 
 import ui
-from ser import plots, store, train
+from ser import jobs, plots, store, train
 from ser.audio import printable
 from ser.datasets import LAYOUTS_HELP, ScanReport, ravdess_actor, scan
 from ser.emotions import ALL_EMOTIONS
@@ -108,7 +111,10 @@ A speaker-independent hold-out needs RAVDESS among the data, or at least 5 speak
 SCAN_KEY = "train_scan"  # (folders, ScanReport) of the last successful scan
 SCAN_ERROR_KEY = "train_scan_error"  # (folders, message) of the last failed scan
 JOB_KEY = "train_job"  # this session's last TrainingJob
-SAVED_KEY = "train_saved"  # (job id, ModelInfo) once this session saved its run
+FOLDERS_WIDGET = "train_folders"
+RUN_PARAM = "run"  # the address's ?run=ID: the run a reopened tab finds again
+BUTTON_KEYS = frozenset({"train_scan_button", "train_start", "train_stop", "train_stopping",
+                         "train_save"})  # fmt: skip
 
 
 # ============================================================================ the switch
@@ -244,6 +250,7 @@ class TrainingJob:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _curves: tuple[int, go.Figure] | None = field(default=None, repr=False)
+    saved: store.ModelInfo | None = None  # once its model is saved, from whichever session
 
     @property
     def running(self) -> bool:
@@ -365,31 +372,10 @@ def keep_keras_state_while_training() -> None:
     backend.clear_session = clear_session
 
 
-class JobBoard:
-    """The process-wide one-run-at-a-time lock, and the run that holds it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._job: TrainingJob | None = None
-
-    def active(self) -> TrainingJob | None:
-        """The run under way, if any."""
-        with self._lock:
-            return self._job if self._job is not None and self._job.running else None
-
-    def start(self, job: TrainingJob) -> bool:
-        """Start ``job`` unless another run is under way; False when one is."""
-        with self._lock:
-            if self._job is not None and self._job.running:
-                return False
-            self._job = job
-            job.start()
-            return True
-
-
 @st.cache_resource(show_spinner=False)
-def job_board() -> JobBoard:
-    return JobBoard()
+def job_board() -> jobs.Registry[TrainingJob]:
+    """The process's runs: one under way at a time, each found again by its id."""
+    return jobs.Registry()
 
 
 def _session_token() -> str:
@@ -397,7 +383,43 @@ def _session_token() -> str:
 
 
 def own_job() -> TrainingJob | None:
-    return st.session_state.get(JOB_KEY)
+    """This session's run, or the run the address names (``?run=ID``), found again on the
+    server after the tab was closed; its folders, scan and options come back with it."""
+    job = st.session_state.get(JOB_KEY)
+    if job is None and (run_id := st.query_params.get(RUN_PARAM)):
+        job = job_board().get(run_id)
+        if job is not None:
+            st.session_state[JOB_KEY] = job
+            _restore_form(job)
+    if job is not None and st.query_params.get(RUN_PARAM) != job.id:
+        st.query_params[RUN_PARAM] = job.id  # a closed tab reopened finds it again
+    return job
+
+
+def _restore_form(job: TrainingJob) -> None:
+    """The form as it was when the run started (a new session has none of it)."""
+    st.session_state[FOLDERS_WIDGET] = "\n".join(job.folders)
+    st.session_state[SCAN_KEY] = (job.folders, job.report)
+    options = job.options
+    st.session_state["train_model_type"] = options.model_type
+    st.session_state[f"train_epochs_{options.model_type.value}"] = options.epochs
+    st.session_state["train_batch_size"] = options.batch_size
+    st.session_state["train_validation"] = options.validation
+    for aug in AUGMENT_LABELS:
+        st.session_state[f"train_augment_{aug.value}"] = aug in options.augment
+
+
+def keep_form() -> None:
+    """Keep the form's widgets while another page runs (call it before any page does).
+
+    Streamlit drops a widget's state at the end of a run that did not draw it, so the folders
+    typed, and with them the scan, were gone on return from another page ("the folders
+    changed"); assigning each value to itself before the page runs keeps it (Streamlit's own
+    advice for widgets across pages). Buttons take no assignment, so they are left out.
+    """
+    for key in list(st.session_state):
+        if isinstance(key, str) and key.startswith("train_") and key not in BUTTON_KEYS:
+            st.session_state[key] = st.session_state[key]
 
 
 # ============================================================================ 1. data
@@ -436,7 +458,7 @@ def choose_data(*, busy: bool, data_root: Path | None = None) -> ScanReport | No
         value=hint,
         placeholder="/path/to/ravdess",
         height=80,
-        key="train_folders",
+        key=FOLDERS_WIDGET,
         disabled=busy,
         help="Folders on the machine that runs this app. They are only read, never written. "
         "Several folders (e.g. RAVDESS and TESS) are trained on together.",
@@ -945,9 +967,8 @@ def _suggested_name(job: TrainingJob) -> str:
 def save_section(job: TrainingJob) -> None:
     """Name, inline checks, overwrite when asked, then save through ``ser.store``."""
     st.header("5. Save", divider="gray")
-    saved = st.session_state.get(SAVED_KEY)
-    if saved is not None and saved[0] == job.id:
-        st.success(f"Saved as **{saved[1].name}** — choose it on the Recognise page.",
+    if job.saved is not None:  # by this session or by one that found the run again
+        st.success(f"Saved as **{job.saved.name}** — choose it on the Recognise page.",
                    icon=":material/check_circle:")  # fmt: skip
         st.page_link("pages/recognise.py", label="Go to the Recognise page",
                      icon=":material/graphic_eq:")  # fmt: skip
@@ -984,7 +1005,7 @@ def save_section(job: TrainingJob) -> None:
         except SERError as error:
             st.error(f"Not saved: {error}", icon=":material/error:")
         else:
-            st.session_state[SAVED_KEY] = (job.id, info)
+            job.saved = info
             st.rerun()
 
 

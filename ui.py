@@ -98,7 +98,8 @@ def md(text: str) -> str:
 
 
 def through_app() -> None:
-    """Make sure this page runs inside ``app.py``'s navigation; call it first on every page.
+    """Make sure this page runs inside ``app.py``'s navigation, and keep the Train page's form
+    while another page runs; call it first on every page.
 
     Because a ``pages/`` folder exists, Streamlit runs its old folder-based navigation until
     the first ``st.navigation`` call in the process. So when a fresh server's first request
@@ -110,6 +111,9 @@ def through_app() -> None:
     every run (its first run goes through ``app.py``), and there a rerun would only lose
     button clicks.
     """
+    import training_ui  # here: it imports this module
+
+    training_ui.keep_form()  # the Train page's form and run survive a visit to another page
     if _warmup_started:  # set by app.py's call to start_warmup
         return
     try:

@@ -395,3 +395,39 @@ def test_a_failure_in_the_run_is_reported_not_raised(
     assert "Training failed unexpectedly (MemoryError: out of memory)" in message
     assert "No model was saved; existing models are untouched" in message
     assert not list(models_dir.iterdir())
+
+
+def test_leaving_the_page_mid_run_keeps_the_form_and_the_run(tiny_corpus: Path, models_dir: Path) -> None:
+    at = scan(train_page(), tiny_corpus)
+    at = start_training(at, epochs=400)  # long enough to still run after two page visits
+
+    at.switch_page("pages/models.py").run()
+    at.switch_page(TRAIN_PAGE).run()
+    assert not at.exception, at.exception
+    assert "The folders changed" not in texts(at.info)
+    assert at.text_area(key="train_folders").value == str(tiny_corpus)
+    assert at.number_input(key="train_epochs_mfcc_lstm").value == 400
+    assert at.button(key="train_start").disabled  # the form is there, locked while it runs
+    at.button(key="train_stop").click().run()
+    at = poll(at, lambda a: "nothing was saved" in texts(a.warning), timeout_s=60, what="the run to stop")
+
+
+def test_a_closed_tab_finds_the_run_again_and_can_save_it(tiny_corpus: Path, models_dir: Path) -> None:
+    first = start_training(scan(train_page(), tiny_corpus), epochs=10)
+    run_id = first.query_params["run"]
+    run_id = run_id[0] if isinstance(run_id, list) else run_id
+    del first  # the tab is closed: its session is gone, the run goes on on the server
+
+    at = AppTest.from_file(str(APP), default_timeout=RUN_TIMEOUT_S)
+    at.query_params["run"] = run_id
+    at.run()
+    at.switch_page(TRAIN_PAGE).run()
+    at = poll(at, finished, timeout_s=90, what="training to finish")
+    assert not at.error, texts(at.error)
+    assert at.text_area(key="train_folders").value == str(tiny_corpus.resolve())
+    assert "Held-out accuracy" in {m.label for m in at.metric}
+    next(t for t in at.text_input if t.label == "Model name").input("found-again").run()
+    at.button(key="train_save").click().run()
+    assert "Saved as **found-again**" in texts(at.success)
+    assert (models_dir / "found-again.keras").is_file()
+
