@@ -210,6 +210,7 @@ def test_scan_train_save_and_pick_on_recognise_page(tiny_corpus: Path, models_di
     assert info.metadata["training"]["recipe"] == {  # the recipe's settings, as they were
         "learning_rate": 0.001, "class_weights": True, "crop_s": None, "spec_augment": False,
         "statistics_heads": 0, "head_cepstra": 0, "head_smoothing_frames": 0, "head_shape_moments": False,
+        "balance_corpora": True,
     }
 
     at.switch_page("pages/recognise.py").run()
