@@ -37,6 +37,23 @@ def test_predict_json_answers_every_file_and_fails_at_the_end(
     assert "not a recognisable audio file" in bad["error"]
 
 
+def test_predict_json_gives_a_long_clips_timeline(
+    tmp_path: Path, tiny_models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    long = write_audio(tmp_path / "long.wav", speech_like(duration_s=8.0, sample_rate_hz=16_000, speech_fraction=1.0), sample_rate_hz=16_000)
+    short = write_audio(tmp_path / "short.wav", speech_like(duration_s=2.0, sample_rate_hz=16_000, speech_fraction=1.0), sample_rate_hz=16_000)
+    assert cli.main(["--models-dir", str(tiny_models_dir), "predict", "--model", "tiny-cnn", "--json", str(long), str(short)]) == 0
+    long_line, short_line = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    timeline = long_line["timeline"]
+    assert [w["start_s"] for w in timeline] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert all(w["end_s"] == pytest.approx(w["start_s"] + 3.0) for w in timeline)
+    for window in timeline:
+        assert set(window) == {"start_s", "end_s", "emotion", "confidence", "probabilities"}
+        assert window["emotion"] == max(window["probabilities"], key=window["probabilities"].get)
+        assert window["confidence"] == pytest.approx(max(window["probabilities"].values()), abs=1e-4)
+    assert "timeline" not in short_line
+
+
 def test_predict_all_good_exits_zero(clips: list[Path], tiny_models_dir: Path) -> None:
     assert cli.main(["--models-dir", str(tiny_models_dir), "predict", "--model", "tiny-cnn", str(clips[0])]) == 0
 
