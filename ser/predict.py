@@ -27,6 +27,7 @@ Narrower = Callable[[int], "Recognizer | None"]
 LONG_CLIP_S = 5.0  # beyond this a clip also gets the emotion over time
 WINDOW_S = 3.0  # about the length of the training clips
 HOP_S = 1.0
+STDIN_NAME = "stdin"
 LOW_CONFIDENCE = 0.4  # of the (calibrated) top probability: below it the answer is a guess
 MIN_WINDOW_SPEECH_S = 0.5  # a window with less speech than this does not sway the headline
 
@@ -197,13 +198,17 @@ class Recognizer:
         return result
 
     def recognise_many(
-        self, sources: Sequence[str | os.PathLike[str]], *, narrower: Narrower | None = None
+        self, sources: Sequence[str | os.PathLike[str] | bytes], *, narrower: Narrower | None = None
     ) -> Iterator[tuple[str, Result | SERError]]:
-        """Each file's result, or the error that stopped it; one bad file stops nothing."""
+        """Each file's result, or the error that stopped it; one bad file stops nothing.
+
+        Raw bytes (a file piped in) are named "stdin".
+        """
         for source in sources:
-            name = str(source)
+            name = STDIN_NAME if isinstance(source, bytes) else str(source)
+            label = STDIN_NAME if isinstance(source, bytes) else Path(source).name
             try:
-                yield name, self.recognise(source, name=Path(source).name, narrower=narrower)
+                yield name, self.recognise(source, name=label, narrower=narrower)
             except SERError as error:
                 yield name, error
 

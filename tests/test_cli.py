@@ -165,3 +165,16 @@ def test_evaluate_on_an_unseen_corpus(tiny_corpus: Path, tmp_path: Path, monkeyp
     assert "recall: neutral " in out and "fold 1" not in out
     assert cli.main([*args, "--folds", "6"]) == 1
     assert "--folds goes with cross-validation" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argument", ["-", "/dev/stdin"])
+def test_predict_reads_a_clip_piped_in(argument: str, tiny_models_dir: Path, tmp_path: Path) -> None:
+    clip = write_audio(tmp_path / "c.wav", speech_like(duration_s=1.5, sample_rate_hz=16_000, speech_fraction=1.0), sample_rate_hz=16_000)
+    run = subprocess.run(
+        [sys.executable, "-m", "ser", "--models-dir", str(tiny_models_dir), "predict", "--model", "tiny-cnn", "--json", argument],
+        input=clip.read_bytes(), capture_output=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    line = json.loads(run.stdout.decode().strip().splitlines()[-1])
+    assert line["file"] == "stdin"
+    assert line["emotion"] in line["probabilities"]
