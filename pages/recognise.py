@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+import live_ui
 import ui
 
 ui.through_app()
@@ -12,10 +13,11 @@ st.caption(
 )
 model = ui.model_picker()
 
-upload_tab, record_tab, example_tab = st.tabs(
+upload_tab, record_tab, live_tab, example_tab = st.tabs(
     [
         ":material/upload_file: Upload",
         ":material/mic: Record",
+        ":material/graphic_eq: Live",
         ":material/play_circle: Try an example",
     ]
 )
@@ -39,6 +41,9 @@ with record_tab:
         "stays in this session only.",
     )
     ui.show_clips(ui.clips_from_recording(recording), model, key="record")
+
+with live_tab:
+    live_ui.show_live(model)
 
 with example_tab:
     st.markdown(ui.EXAMPLE_NOTE)

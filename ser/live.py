@@ -199,7 +199,8 @@ class LiveUpdate:
 @dataclass(frozen=True)
 class LiveStats:
     received_s: float  # seconds of audio received in this take
-    kept_s: float  # of which kept for the result (at most max_take_s)
+    kept_s: float  # of which kept for the result
+    take_full: bool  # max_take_s kept: later audio is judged live but not kept
     updates: int
     dropped: int  # updates not computed because the previous one was still running
     mean_cost_s: float | None
@@ -246,6 +247,7 @@ class LiveSession:
             self._updates: deque[LiveUpdate] = deque(maxlen=self._history_len)
             self._count = self._dropped = 0
             self._cost_s = 0.0
+            self._last_push = -math.inf  # time.monotonic() of the last frame
 
     # ------------------------------------------------------------------ feeding
 
@@ -256,6 +258,7 @@ class LiveSession:
             self._source_rate_hz, self._source_channels = sample_rate_hz, channels
             self._keep(chunk)
             self._received_s += len(samples) / sample_rate_hz
+            self._last_push = time.monotonic()
             job = self._due_job()
         if job is not None:
             self._run(job)
@@ -319,6 +322,11 @@ class LiveSession:
         with self._lock:
             return list(self._updates)
 
+    def idle_s(self) -> float:
+        """Seconds since the last frame arrived (infinite before the first)."""
+        with self._lock:
+            return time.monotonic() - self._last_push
+
     def stats(self) -> LiveStats:
         with self._lock:
             mean = self._cost_s / self._count if self._count else None
@@ -327,6 +335,7 @@ class LiveSession:
             waiting = max(0, math.floor(late_s / self.interval_s + 1e-9))
             return LiveStats(
                 self._received_s, self._kept / self.rate_hz,
+                self._kept >= round(self.max_take_s * self.rate_hz),
                 self._count, self._dropped + waiting, mean,
             )  # fmt: skip
 
