@@ -10,6 +10,10 @@ a cold cache and again from the warm cache.
 ``python -m ser.bench gain --data DIR``: how often each shipped model gives the same answer
 when a clip is played quieter or louder (its answer at the recorded level is the reference).
 
+``python -m ser.bench live``: the cost of one live update (the last 3 s of a 48 kHz stream,
+resampled, judged by the default model) against its 0.5 s interval, the cost of handing over
+one 20 ms frame, and the interval between updates when the stream arrives in real time.
+
 ``python -m ser.bench channels --data DIR ...``: trains a model type on one RAVDESS fold's
 training side and scores the held-out actors as recorded (the reference), band-limited as
 by a 16 kHz or 8 kHz recording, and with white noise: what a corpus or microphone unlike
@@ -19,6 +23,7 @@ the training data does to accuracy.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import tempfile
@@ -161,6 +166,46 @@ def channels(folders: list[Path], model_type: str, fold: int) -> None:
         print(f"{name:<40} accuracy {scores.accuracy:6.1%}   UAR {scores.uar:6.1%}")
 
 
+def live_updates(model: str | None, seconds: float) -> None:
+    from . import live
+    from .predict import Recognizer
+
+    recognizer = Recognizer.load(model)
+    rate, frame = 48_000, 960  # what WebRTC's Opus decoder hands over: 20 ms frames
+    stream = _speech_like(seconds, rate)
+    frames = [stream[i : i + frame] for i in range(0, len(stream), frame)]
+    print(f"model {recognizer.info.name}; a {seconds:g} s stream at {rate} Hz in 20 ms frames")
+
+    session = live.LiveSession(recognizer, run=lambda job: job())  # each update at once
+    push_ms = _timed_each(lambda f: session.push(f, sample_rate_hz=rate), frames)
+    costs = [u.cost_s * 1000 for u in session.history()]
+    cost = _summary("one update (features + model on the last 3 s)", costs)
+    print(f"{'':<46} {cost / (live.INTERVAL_S * 1000):.1%} of the {live.INTERVAL_S * 1000:.0f} ms interval")
+    _summary("handing over one 20 ms frame", push_ms)
+
+    session = live.LiveSession(recognizer)  # the app's way: updates on the shared pool
+    seen, start = [], time.perf_counter()
+    for i, f in enumerate(frames):
+        session.push(f, sample_rate_hz=rate)
+        latest = session.latest()
+        if latest is not None and (not seen or seen[-1][1] != latest.index):
+            seen.append((time.perf_counter(), latest.index))
+        time.sleep(max(0.0, start + (i + 1) * frame / rate - time.perf_counter()))  # real time
+    gaps = [(b[0] - a[0]) * 1000 for a, b in itertools.pairwise(seen)]
+    stats = session.stats()
+    _summary("interval between updates, in real time", gaps)
+    print(f"{'':<46} {stats.updates} updates, {stats.dropped} dropped")
+
+
+def _timed_each(fn: Callable[[np.ndarray], object], items: list[np.ndarray]) -> list[float]:
+    times = []
+    for item in items:
+        start = time.perf_counter()
+        fn(item)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ser.bench")
     sub = parser.add_subparsers(dest="what", required=True)
@@ -172,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     lvl = sub.add_parser("gain")
     lvl.add_argument("--data", action="append", type=Path, required=True)
     lvl.add_argument("--clips", type=int, default=200)
+    liv = sub.add_parser("live")
+    liv.add_argument("--model", default=None, help="default: the default model")
+    liv.add_argument("--seconds", type=float, default=20.0)
     chan = sub.add_parser("channels")
     chan.add_argument("--data", action="append", type=Path, required=True, help="RAVDESS, and any corpora to train on too")
     chan.add_argument("--model-type", default="logmel_voice")
@@ -181,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         latency(args.model, args.repeats)
     elif args.what == "features":
         features(args.data)
+    elif args.what == "live":
+        live_updates(args.model, args.seconds)
     elif args.what == "gain":
         gain(args.data, args.clips)
     else:

@@ -300,3 +300,39 @@ def test_a_take_too_short_or_silent_says_so(shipped: Recognizer) -> None:
     feed(session, silence(duration_s=2.0, sample_rate_hz=MIC_RATE_HZ))
     with pytest.raises(SilentAudioError, match="microphone"):
         session.result()
+
+
+def test_the_live_benchmark_reports_cost_and_interval(
+    shipped: Recognizer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ser import bench
+
+    bench.main(["live", "--seconds", "3"])
+    out = capsys.readouterr().out
+    assert "one update (features + model on the last 3 s)" in out
+    assert "of the 500 ms interval" in out
+    assert "interval between updates, in real time" in out
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, []),
+        ("", []),
+        ('[{"urls": "stun:stun.example.org:3478"}]', [{"urls": "stun:stun.example.org:3478"}]),
+        ({"urls": ["turn:t.example.org"], "username": "u", "credential": "c"},
+         [{"urls": ["turn:t.example.org"], "username": "u", "credential": "c"}]),
+    ],
+)  # fmt: skip
+def test_ice_servers_come_from_json_or_secrets(value: object, expected: list[dict]) -> None:
+    import live_ui
+
+    assert live_ui.parse_ice_servers(value) == expected
+
+
+@pytest.mark.parametrize("value", ["not json", '{"url": "x"}', "[]", '[{"urls": ""}]', "3"])
+def test_bad_ice_servers_say_what_is_expected(value: str) -> None:
+    import live_ui
+
+    with pytest.raises(ValueError, match="SER_ICE_SERVERS"):
+        live_ui.parse_ice_servers(value)
