@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import ser  # noqa: F401  (first: it loads openSMILE before anything loads TensorFlow)
+
 
 @pytest.fixture(scope="session")
 def shared_data_dir() -> Path:

@@ -182,3 +182,25 @@ def test_zero_crossings_of_a_sine_are_twice_its_frequency() -> None:
     sine = np.sin(2 * np.pi * 1000.0 * np.arange(22_050) / 22_050).astype(np.float32)
     inner = _track(feats.voice_tracks(sine, config=VOICE), "zero_crossings")[4:-4]  # edges are padded
     np.testing.assert_allclose(inner, 2 * 1000.0 / 22_050, rtol=0.02)
+
+
+def test_egemaps_survives_tensorflow_loaded_after_ser() -> None:
+    """openSMILE loaded after TensorFlow aborted the process; importing ``ser`` loads it first,
+    so TensorFlow loaded later (the app's warm-up, any model load) does no harm."""
+    import subprocess
+    import sys
+
+    code = (
+        "import ser\n"
+        "import tensorflow\n"  # what the app's warm-up and every model load do
+        "import numpy as np\n"
+        "from ser import features as feats\n"
+        "from tests.signals import speech_like\n"
+        "clip = speech_like(duration_s=2.0, sample_rate_hz=16_000, seed=3)\n"
+        "config = feats.FeatureConfig(kind=feats.FeatureKind.EGEMAPS, sample_rate_hz=16_000)\n"
+        "for _ in range(10): assert feats.extract(clip, config=config).shape == (88,)\n"
+        "print('ok')\n"
+    )
+    root = Path(__file__).parents[1]
+    run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]
