@@ -108,6 +108,4 @@ def test_train_save_and_pick_in_the_browser(
     page.get_by_role("link", name="Go to the Recognise page").click()
     browser.wait_for_app_run(page)
     picker = page.get_by_test_id("stSidebar").get_by_role("combobox", name="Model")
-    expect(picker).to_have_value(
-        re.compile(r"^browser-model \(\d+% acc\., RAVDESS\)$"), timeout=60_000
-    )
+    expect(picker).to_have_value("browser-model", timeout=60_000)  # the picker shows names
