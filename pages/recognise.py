@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-import live_ui
 import ui
 
 ui.through_app()
@@ -13,11 +12,10 @@ st.caption(
 )
 model = ui.model_picker()
 
-upload_tab, record_tab, live_tab, example_tab = st.tabs(
+upload_tab, record_tab, example_tab = st.tabs(
     [
         ":material/upload_file: Upload",
         ":material/mic: Record",
-        ":material/graphic_eq: Live",
         ":material/play_circle: Try an example",
     ]
 )
@@ -41,9 +39,6 @@ with record_tab:
         "stays in this session only.",
     )
     ui.show_clips(ui.clips_from_recording(recording), model, key="record")
-
-with live_tab:
-    live_ui.show_live(model)
 
 with example_tab:
     st.markdown(ui.EXAMPLE_NOTE)
