@@ -275,13 +275,15 @@ def _decode(
     except AudioError:
         raise
     except MemoryError:
-        raise AudioError(
-            f"{who} could not be decoded: the server ran out of memory. Try again later."
-        ) from None
+        raise _out_of_memory(who) from None
     except sf.LibsndfileError as error:
         raise _open_error(error.code, who) from error
     except Exception as error:  # soundfile raises TypeError, ValueError... on odd input
         raise DamagedAudioError(f"{who} is damaged and cannot be read.") from error
+
+
+def _out_of_memory(who: str) -> AudioError:
+    return AudioError(f"{who} could not be decoded: the server ran out of memory. Try again later.")
 
 
 def _open_error(code: int, who: str) -> AudioError:
@@ -439,9 +441,7 @@ def _decode_av(
     except AudioError:
         raise
     except MemoryError:
-        raise AudioError(
-            f"{who} could not be decoded: the server ran out of memory. Try again later."
-        ) from None
+        raise _out_of_memory(who) from None
     except Exception as error:  # FFmpeg could not open it: its data do not fit its header
         raise DamagedAudioError(
             f"{who} is damaged or incomplete (perhaps cut short) and cannot be read."

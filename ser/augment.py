@@ -34,7 +34,9 @@ def _chain() -> Any:
     ])  # fmt: skip
 
 
-def room(samples: np.ndarray, *, sample_rate_hz: int, rt60_s: float, wet: float, rng: np.random.Generator) -> np.ndarray:
+def room(
+    samples: np.ndarray, *, sample_rate_hz: int, rt60_s: float, wet: float, rng: np.random.Generator
+) -> np.ndarray:
     """``samples`` as heard in a room whose reverberation decays by 60 dB in ``rt60_s``."""
     from scipy.signal import fftconvolve
 
@@ -52,7 +54,13 @@ def channel_variant(samples: np.ndarray, *, sample_rate_hz: int, seed: int) -> n
     rng = np.random.default_rng(seed)
     out = samples.astype(np.float32)
     if rng.random() < 0.4:
-        out = room(out, sample_rate_hz=sample_rate_hz, rt60_s=rng.uniform(0.2, 0.9), wet=rng.uniform(0.2, 0.6), rng=rng)
+        out = room(
+            out,
+            sample_rate_hz=sample_rate_hz,
+            rt60_s=rng.uniform(0.2, 0.9),
+            wet=rng.uniform(0.2, 0.6),
+            rng=rng,
+        )
     with _DRAW_LOCK:  # a shared chain: draw and apply together
         random.seed(seed)
         np.random.seed(seed % 2**32)

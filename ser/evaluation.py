@@ -49,7 +49,9 @@ def with_temperature(probabilities: np.ndarray, *, temperature: float) -> np.nda
     return (scaled / scaled.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-def expected_calibration_error(probabilities: np.ndarray, targets: np.ndarray, *, n_bins: int = ECE_BINS) -> float:
+def expected_calibration_error(
+    probabilities: np.ndarray, targets: np.ndarray, *, n_bins: int = ECE_BINS
+) -> float:
     """Mean gap between confidence and accuracy over equal-width confidence bins, weighted by count."""
     probabilities = np.asarray(probabilities)
     if not len(probabilities):
@@ -61,7 +63,9 @@ def expected_calibration_error(probabilities: np.ndarray, targets: np.ndarray, *
     for b in range(n_bins):
         members = bins == b
         if members.any():
-            gap += members.sum() * abs(float(correct[members].mean()) - float(confidence[members].mean()))
+            gap += members.sum() * abs(
+                float(correct[members].mean()) - float(confidence[members].mean())
+            )
     return gap / len(probabilities)
 
 
@@ -78,7 +82,9 @@ def fit_temperature(probabilities: np.ndarray, targets: np.ndarray) -> float:
         return 1.0
     low, high = np.log(_TEMPERATURE_RANGE)
     result = minimize_scalar(
-        lambda log_t: _nll(probabilities, targets, float(np.exp(log_t))), bounds=(low, high), method="bounded"
+        lambda log_t: _nll(probabilities, targets, float(np.exp(log_t))),
+        bounds=(low, high),
+        method="bounded",
     )
     return round(float(np.exp(result.x)), 4)
 
@@ -128,7 +134,9 @@ class HeldOut:
     def figures(self, *, temperature: float | None) -> dict[str, Any]:
         scores = self.scores()
         calibrated = (
-            with_temperature(self.probabilities, temperature=temperature) if temperature else self.probabilities
+            with_temperature(self.probabilities, temperature=temperature)
+            if temperature
+            else self.probabilities
         )
         return {
             "clips": len(self.targets),
@@ -152,14 +160,18 @@ def held_out(
 ) -> HeldOut:
     """Predictions over ``model_labels`` for clips of ``true_labels``, on the shared label set."""
     present = set(true_labels)
-    shared = tuple(e for e in ALL_EMOTIONS if e in present and e in set(trained_emotions) and e in model_labels)
+    shared = tuple(
+        e for e in ALL_EMOTIONS if e in present and e in set(trained_emotions) and e in model_labels
+    )
     if len(shared) < 2:
         raise TrainingError(
             f"{name} shares {len(shared)} emotion(s) with the training side ({', '.join(shared) or 'none'}); "
             "a cross-corpus test needs at least two."
         )
     members = np.isin(np.asarray(true_labels), shared)
-    targets = np.array([shared.index(label) for label in np.asarray(true_labels)[members]], dtype=np.int64)
+    targets = np.array(
+        [shared.index(label) for label in np.asarray(true_labels)[members]], dtype=np.int64
+    )
     return HeldOut(
         name,
         shared,
@@ -225,7 +237,9 @@ def _pooled_temperature(folds: Sequence[HeldOut]) -> float:
 
     low, high = np.log(_TEMPERATURE_RANGE)
     result = minimize_scalar(
-        lambda log_t: sum(_nll(f.probabilities, f.targets, float(np.exp(log_t))) * len(f.targets) for f in folds),
+        lambda log_t: sum(
+            _nll(f.probabilities, f.targets, float(np.exp(log_t))) * len(f.targets) for f in folds
+        ),
         bounds=(low, high),
         method="bounded",
     )
@@ -259,20 +273,37 @@ def leave_one_corpus_out(
     corpus_of = np.array([clip.corpus.value for clip in data.clips])
     folds = []
     for k, name in enumerate(names, start=1):
-        train_index, test_index = np.flatnonzero(corpus_of != name), np.flatnonzero(corpus_of == name)
+        train_index, test_index = (
+            np.flatnonzero(corpus_of != name),
+            np.flatnonzero(corpus_of == name),
+        )
         stage = f"held-out {name} ({k}/{len(names)})"
         model, _ = fit(data, train_index, options, progress=progress, stop=stop, stage=stage)
-        folds.append(_held_out_of(data, model, name, train_index, test_index, predict_probabilities))
+        folds.append(
+            _held_out_of(data, model, name, train_index, test_index, predict_probabilities)
+        )
     temperatures = {f.name: _pooled_temperature([o for o in folds if o is not f]) for f in folds}
     extra = ()
     if extra_tests:
-        model, _ = fit(data, np.arange(len(data.clips)), options, progress=progress, stop=stop, stage="all corpora")
+        model, _ = fit(
+            data,
+            np.arange(len(data.clips)),
+            options,
+            progress=progress,
+            stop=stop,
+            stage="all corpora",
+        )
         extra = tuple(_extra_of(data, model, test, predict_probabilities) for test in extra_tests)
     return CorpusEvaluation(tuple(folds), extra, temperatures)
 
 
 def _held_out_of(
-    data: Prepared, model: Any, name: str, train_index: np.ndarray, test_index: np.ndarray, predict: Any
+    data: Prepared,
+    model: Any,
+    name: str,
+    train_index: np.ndarray,
+    test_index: np.ndarray,
+    predict: Any,
 ) -> HeldOut:
     probabilities = predict(model, [data.features[i] for i in test_index])
     trained = {data.labels[t] for t in data.targets[train_index]}
@@ -321,12 +352,20 @@ def score_saved_model(
     report = scan(folders)
     jobs = [(clip.path, "") for clip in report.clips]
     values = extract_features(jobs, config=info.features, cache_dir=cache_dir, progress=progress)
-    kept = [(clip, value) for clip, value in zip(report.clips, values, strict=True) if not isinstance(value, str)]
+    kept = [
+        (clip, value)
+        for clip, value in zip(report.clips, values, strict=True)
+        if not isinstance(value, str)
+    ]
     if not kept:
         raise TrainingError("None of the clips in the test folders could be read.")
     model = load_keras(info)
     probabilities = predict_probabilities(model, [value for _, value in kept])
-    temperature = float((info.metadata.get("calibration") or {}).get("temperature") or 1.0) if calibrated else 1.0
+    temperature = (
+        float((info.metadata.get("calibration") or {}).get("temperature") or 1.0)
+        if calibrated
+        else 1.0
+    )
     return held_out(
         "+".join(sorted({clip.corpus.value for clip, _ in kept})),
         with_temperature(probabilities, temperature=temperature),
@@ -342,10 +381,17 @@ def unseen_corpora(held: Sequence[HeldOut]) -> dict[str, Any]:
 
     Each corpus's calibrated ECE uses a temperature fitted on the *other* corpora only.
     """
-    temperatures = {h.name: _pooled_temperature([o for o in held if o is not h]) for h in held} if len(held) > 1 else {}
+    temperatures = (
+        {h.name: _pooled_temperature([o for o in held if o is not h]) for h in held}
+        if len(held) > 1
+        else {}
+    )
     corpora = {}
     for h in held:
-        figures = {"trained_on": list(h.trained_on), **h.figures(temperature=temperatures.get(h.name))}
+        figures = {
+            "trained_on": list(h.trained_on),
+            **h.figures(temperature=temperatures.get(h.name)),
+        }
         if (four := h.subset(FOUR_CLASSES)) is not None:
             figures["four_class"] = four.figures(temperature=temperatures.get(h.name))
         corpora[h.name] = figures

@@ -21,7 +21,9 @@ pytestmark = [
     pytest.mark.slow,
     # The tab is built (live_ui.show_live) but not on the Recognise page: with it there, six of
     # eight sessions at once lost their uploads in tests/test_browser_load.py.
-    pytest.mark.skip(reason="the Live tab is not on the page until the eight-session load test passes with it"),
+    pytest.mark.skip(
+        reason="the Live tab is not on the page until the eight-session load test passes with it"
+    ),
 ]
 
 HEADLINE = re.compile(r"^\S+ [A-Z][a-z]+ — \d{1,3}%$")  # e.g. "😄 Happy — 72%"

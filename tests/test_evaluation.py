@@ -27,7 +27,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _overconfident(n: int = 4000, *, temperature: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _overconfident(
+    n: int = 4000, *, temperature: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels drawn from softmax(z), reported as softmax(z / temperature): a known miscalibration."""
     rng = np.random.default_rng(seed)
     logits = rng.normal(0, 1.5, size=(n, 4))
@@ -82,15 +84,31 @@ def test_held_out_scores_only_the_shared_emotions() -> None:
         [0.2, 0.1, 0.1, 0.6],  # sad: right
         [0.5, 0.3, 0.1, 0.1],  # sad: neutral wins -> wrong
     ])  # fmt: skip
-    out = held_out("x", p, true, model_labels=model_labels, trained_emotions=["neutral", "happy", "sad"], trained_on=["y"])
+    out = held_out(
+        "x",
+        p,
+        true,
+        model_labels=model_labels,
+        trained_emotions=["neutral", "happy", "sad"],
+        trained_on=["y"],
+    )
     assert out.labels == ("neutral", "happy", "sad")
     assert len(out.targets) == 4
     assert out.scores().accuracy == pytest.approx(0.5)
     assert out.subset(["neutral", "sad"]).labels == ("neutral", "sad")
     assert len(out.subset(["neutral", "sad"]).targets) == 3
-    assert out.subset(["neutral", "happy", "sad", "angry"]) is None  # angry is missing: no 4-class figure
+    assert (
+        out.subset(["neutral", "happy", "sad", "angry"]) is None
+    )  # angry is missing: no 4-class figure
     with pytest.raises(TrainingError, match="at least two"):
-        held_out("x", p[:1], ["neutral"], model_labels=model_labels, trained_emotions=["neutral"], trained_on=[])
+        held_out(
+            "x",
+            p[:1],
+            ["neutral"],
+            model_labels=model_labels,
+            trained_emotions=["neutral"],
+            trained_on=[],
+        )
 
 
 def _two_corpora(root: Path) -> tuple[Path, Path]:
@@ -119,7 +137,12 @@ def test_leave_one_corpus_out_holds_out_each_corpus(tmp_path: Path) -> None:
     assert set(result["corpora"]) == {"ravdess", "folders"}
     assert result["corpora"]["ravdess"]["trained_on"] == ["folders"]
     assert result["corpora"]["ravdess"]["clips"] == 4 * 4 * 2
-    assert result["corpora"]["folders"]["four_class"]["labels"] == ["neutral", "happy", "sad", "angry"]
+    assert result["corpora"]["folders"]["four_class"]["labels"] == [
+        "neutral",
+        "happy",
+        "sad",
+        "angry",
+    ]
     assert result["worst_accuracy"] <= result["mean_accuracy"]
     assert 0.05 <= result["temperature"] <= 20
     # The synthetic emotions differ so plainly that even a corpus never heard is mostly right.

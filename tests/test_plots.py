@@ -23,8 +23,14 @@ def test_silence_in_a_spectrogram_paints_inside_its_colour_scale() -> None:
 def test_every_held_out_figure_names_its_protocol() -> None:
     confusion = np.array([[3, 1], [0, 4]])
     for protocol in ("random split", "k-fold by speaker"):
-        assert protocol in plots.confusion_matrix(confusion, ["a", "b"], protocol=protocol).layout.title.text
-        assert protocol in plots.recall_bars(confusion, ["a", "b"], protocol=protocol).layout.title.text
+        assert (
+            protocol
+            in plots.confusion_matrix(confusion, ["a", "b"], protocol=protocol).layout.title.text
+        )
+        assert (
+            protocol
+            in plots.recall_bars(confusion, ["a", "b"], protocol=protocol).layout.title.text
+        )
 
 
 def test_the_curves_say_their_held_out_line_is_on_centre_crops() -> None:
