@@ -76,13 +76,19 @@ def _nll(probabilities: np.ndarray, targets: np.ndarray, temperature: float) -> 
 
 def fit_temperature(probabilities: np.ndarray, targets: np.ndarray) -> float:
     """The temperature that minimises the negative log-likelihood of held-out predictions."""
+    return _temperature_for([(probabilities, targets)])
+
+
+def _temperature_for(sets: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+    """One temperature for several sets of predictions (each over its own labels), pooled."""
     from scipy.optimize import minimize_scalar
 
-    if not len(probabilities):
+    sets = [(p, t) for p, t in sets if len(t)]
+    if not sets:
         return 1.0
     low, high = np.log(_TEMPERATURE_RANGE)
     result = minimize_scalar(
-        lambda log_t: _nll(probabilities, targets, float(np.exp(log_t))),
+        lambda log_t: sum(_nll(p, t, float(np.exp(log_t))) * len(t) for p, t in sets),
         bounds=(low, high),
         method="bounded",
     )
@@ -231,19 +237,7 @@ def _summary(figures: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _pooled_temperature(folds: Sequence[HeldOut]) -> float:
     """One temperature for predictions pooled over folds (each fold's own labels)."""
-    if not folds:
-        return 1.0
-    from scipy.optimize import minimize_scalar
-
-    low, high = np.log(_TEMPERATURE_RANGE)
-    result = minimize_scalar(
-        lambda log_t: sum(
-            _nll(f.probabilities, f.targets, float(np.exp(log_t))) * len(f.targets) for f in folds
-        ),
-        bounds=(low, high),
-        method="bounded",
-    )
-    return round(float(np.exp(result.x)), 4)
+    return _temperature_for([(f.probabilities, f.targets) for f in folds])
 
 
 def corpus_names(data: Prepared) -> tuple[str, ...]:

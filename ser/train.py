@@ -641,10 +641,9 @@ def score_features(
     model: keras.Model, features: list[np.ndarray], targets: np.ndarray, labels: tuple[str, ...]
 ) -> Scores:
     """Scores of ``model`` on clips' features, each clip predicted whole."""
-    confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
-    for true, guess in zip(targets, _predict_whole(model, features), strict=True):
-        confusion[true, guess] += 1
-    return Scores(labels, confusion)
+    if not features:
+        return Scores(labels, np.zeros((len(labels), len(labels)), dtype=np.int64))
+    return scores_of(predict_probabilities(model, features), np.asarray(targets), labels)
 
 
 def predict_probabilities(model: keras.Model, features: list[np.ndarray]) -> np.ndarray:
@@ -656,12 +655,6 @@ def scores_of(probabilities: np.ndarray, targets: np.ndarray, labels: tuple[str,
     confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
     np.add.at(confusion, (targets, probabilities.argmax(axis=1)), 1)
     return Scores(labels, confusion)
-
-
-def _predict_whole(model: keras.Model, features: list[np.ndarray]) -> np.ndarray:
-    if not features:
-        return np.zeros(0, dtype=np.int64)
-    return np.argmax(_outputs_whole(model, features), axis=1)
 
 
 def _outputs_whole(model: keras.Model, features: list[np.ndarray]) -> np.ndarray:
