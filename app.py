@@ -16,9 +16,13 @@ st.set_page_config(
 )
 ui.start_warmup()
 
-navigation = st.navigation([
-    st.Page("pages/recognise.py", title="Recognise", icon=":material/graphic_eq:", default=True),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/models.py", title="Models & about", icon=":material/info:"),
-])  # fmt: skip
+navigation = st.navigation(
+    [
+        st.Page(
+            "pages/recognise.py", title="Recognise", icon=":material/graphic_eq:", default=True
+        ),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/models.py", title="Models & about", icon=":material/info:"),
+    ]
+)
 navigation.run()

@@ -357,11 +357,15 @@ def take_csv(result: Result) -> str:
         records = result.timeline.as_records()
     else:
         p = result.prediction
-        records = [{
-            "start_s": 0.0, "end_s": round(result.audio.duration_s, 3), "emotion": p.emotion,
-            "confidence": round(p.confidence, 4),
-            "probabilities": {k: round(v, 4) for k, v in p.as_dict().items()},
-        }]  # fmt: skip
+        records = [
+            {
+                "start_s": 0.0,
+                "end_s": round(result.audio.duration_s, 3),
+                "emotion": p.emotion,
+                "confidence": round(p.confidence, 4),
+                "probabilities": {k: round(v, 4) for k, v in p.as_dict().items()},
+            }
+        ]
     rows = [
         {**{k: v for k, v in r.items() if k != "probabilities"}, **r["probabilities"]}
         for r in records

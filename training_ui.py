@@ -113,8 +113,9 @@ SCAN_ERROR_KEY = "train_scan_error"  # (folders, message) of the last failed sca
 JOB_KEY = "train_job"  # this session's last TrainingJob
 FOLDERS_WIDGET = "train_folders"
 RUN_PARAM = "run"  # the address's ?run=ID: the run a reopened tab finds again
-BUTTON_KEYS = frozenset({"train_scan_button", "train_start", "train_stop", "train_stopping",
-                         "train_save"})  # fmt: skip
+BUTTON_KEYS = frozenset(
+    {"train_scan_button", "train_start", "train_stop", "train_stopping", "train_save"}
+)
 
 
 # ============================================================================ the switch
@@ -125,8 +126,17 @@ DISABLE_SETTING = "SER_DISABLE_TRAINING"
 DATA_ROOT_SETTING = "SER_DATA_DIR"
 # The only values a switch takes; anything else keeps training off and says so (a typo in a
 # public deployment's settings must not open the server's disk).
-SWITCH_VALUES = {"1": True, "true": True, "yes": True, "on": True,
-                 "0": False, "false": False, "no": False, "off": False, "": False}  # fmt: skip
+SWITCH_VALUES = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+    "": False,
+}
 OFF = "Training is turned off on this deployment."
 OFF_HOW = (
     "To train a model, run the app on your own machine with `SER_ENABLE_TRAINING=1` (or "
@@ -257,8 +267,13 @@ class TrainingJob:
         return self.state is State.RUNNING
 
     def start(self) -> None:
-        log.info("training run %s started by session %s: %s on %s", self.id, self.owner[:8],
-                 self.options.to_dict(), ", ".join(self.folders))  # fmt: skip
+        log.info(
+            "training run %s started by session %s: %s on %s",
+            self.id,
+            self.owner[:8],
+            self.options.to_dict(),
+            ", ".join(self.folders),
+        )
         self._thread = threading.Thread(
             target=self._run, name=f"{THREAD_PREFIX}{self.id}", daemon=True
         )
@@ -310,8 +325,13 @@ class TrainingJob:
     def _finish(self, state: State, message: str | None = None) -> None:
         with self._lock:
             self.state, self.message, self.finished = state, message, time.monotonic()
-        log.info("training run %s %s after %.0f s%s", self.id, state.value,
-                 self.finished - self.started, f": {message}" if message else "")  # fmt: skip
+        log.info(
+            "training run %s %s after %.0f s%s",
+            self.id,
+            state.value,
+            self.finished - self.started,
+            f": {message}" if message else "",
+        )
 
     def _run(self) -> None:
         """prepare -> train_holdout, as ``python -m ser train`` does; never raises."""
@@ -605,14 +625,24 @@ def choose_options(report: ScanReport, *, busy: bool) -> Choice:
         recipe = RECIPES[model_type]
         epochs_col, batch_col = st.columns(2)
         epochs = epochs_col.number_input(
-            "Epochs", min_value=1, max_value=2000, value=recipe.epochs, step=5,
-            key=f"train_epochs_{model_type.value}", disabled=busy,
+            "Epochs",
+            min_value=1,
+            max_value=2000,
+            value=recipe.epochs,
+            step=5,
+            key=f"train_epochs_{model_type.value}",
+            disabled=busy,
             help=f"Passes over the training clips; {recipe.epochs} is this model's recipe.",
-        )  # fmt: skip
+        )
         batch_size = batch_col.number_input(
-            "Batch size", min_value=4, max_value=1024, value=recipe.batch_size, step=8,
-            key="train_batch_size", disabled=busy,
-        )  # fmt: skip
+            "Batch size",
+            min_value=4,
+            max_value=1024,
+            value=recipe.batch_size,
+            step=8,
+            key="train_batch_size",
+            disabled=busy,
+        )
         st.markdown("**Augmentation** (adds a varied copy of each training clip)")
         augment = tuple(
             aug
@@ -700,8 +730,14 @@ def command_line(folders: tuple[str, ...], options: TrainOptions, name: str = "N
     args = ["python", "-m", "ser", "train"]
     for folder in folders:
         args += ["--data", folder]
-    args += ["--model-type", d["model_type"], "--epochs", str(d["epochs"]),
-             "--batch-size", str(d["batch_size"])]  # fmt: skip
+    args += [
+        "--model-type",
+        d["model_type"],
+        "--epochs",
+        str(d["epochs"]),
+        "--batch-size",
+        str(d["batch_size"]),
+    ]
     if d["emotions"]:
         args += ["--emotions", ",".join(d["emotions"])]
     for source, target in d["merge"]:
@@ -779,11 +815,16 @@ def progress_panel(job: TrainingJob | None, *, own: bool) -> None:
         _draw_progress(job, snap)
         if own and snap.state is State.RUNNING:
             if snap.stopping:
-                st.button("Stopping…", icon=":material/stop_circle:", disabled=True,
-                          key="train_stopping")  # fmt: skip
+                st.button(
+                    "Stopping…", icon=":material/stop_circle:", disabled=True, key="train_stopping"
+                )
             else:
-                st.button("Stop training", icon=":material/stop_circle:", key="train_stop",
-                          on_click=job.stop)  # fmt: skip
+                st.button(
+                    "Stop training",
+                    icon=":material/stop_circle:",
+                    key="train_stop",
+                    on_click=job.stop,
+                )
         if running and snap.state is not State.RUNNING:
             st.rerun()  # the run ended: redraw the page (results, unlocked widgets)
 
@@ -859,8 +900,10 @@ def show_run(job: TrainingJob | None) -> None:
     if snap.state is State.STOPPED:
         st.warning(f"{snap.message} Existing models are untouched.", icon=":material/stop_circle:")
     elif snap.state is State.FAILED:
-        st.error(f"{snap.message} No model was saved; existing models are untouched.",
-                 icon=":material/error:")  # fmt: skip
+        st.error(
+            f"{snap.message} No model was saved; existing models are untouched.",
+            icon=":material/error:",
+        )
     elif job.result is not None and job.data is not None:
         show_results(job, snap)
         save_section(job)
@@ -868,12 +911,14 @@ def show_run(job: TrainingJob | None) -> None:
 
 def per_emotion_table(result: HoldoutResult) -> pd.DataFrame:
     scores = result.scores
-    return pd.DataFrame({
-        "emotion": list(scores.labels),
-        "clips": scores.confusion.sum(axis=1),
-        "precision": 100 * scores.precision,
-        "recall": 100 * scores.recall,
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "emotion": list(scores.labels),
+            "clips": scores.confusion.sum(axis=1),
+            "precision": 100 * scores.precision,
+            "recall": 100 * scores.recall,
+        }
+    )
 
 
 def _finished(job: TrainingJob) -> tuple[HoldoutResult, Prepared]:
@@ -889,9 +934,13 @@ def show_results(job: TrainingJob, snap: Snapshot) -> None:
     chance = 1 / len(result.scores.labels)
     a, b, c, d = st.columns(4)
     a.metric("Held-out accuracy", f"{result.scores.accuracy:.1%}", border=True)
-    b.metric("UAR", f"{result.scores.uar:.1%}", border=True,
-             help="Unweighted average recall: the mean of the per-emotion recalls, so every "
-             "emotion counts the same however many clips it has.")  # fmt: skip
+    b.metric(
+        "UAR",
+        f"{result.scores.uar:.1%}",
+        border=True,
+        help="Unweighted average recall: the mean of the per-emotion recalls, so every "
+        "emotion counts the same however many clips it has.",
+    )
     c.metric("Held-out clips", f"{n_test:,}", border=True)
     d.metric("Chance level", f"{chance:.1%}", border=True)
     kind = ui.protocol_kind(result.protocol)
@@ -927,8 +976,10 @@ def show_results(job: TrainingJob, snap: Snapshot) -> None:
                 "recall": st.column_config.NumberColumn(format="%.0f%%"),
             },
         )
-        st.caption("Precision: of the clips called this emotion, the share that were. "
-                   "Recall: of the clips of this emotion, the share found.")  # fmt: skip
+        st.caption(
+            "Precision: of the clips called this emotion, the share that were. "
+            "Recall: of the clips of this emotion, the share found."
+        )
     st.plotly_chart(plots.training_curves(result.history), config=PLOT_CONFIG, key="result_curves")
 
 
@@ -968,10 +1019,13 @@ def save_section(job: TrainingJob) -> None:
     """Name, inline checks, overwrite when asked, then save through ``ser.store``."""
     st.header("5. Save", divider="gray")
     if job.saved is not None:  # by this session or by one that found the run again
-        st.success(f"Saved as **{job.saved.name}** — choose it on the Recognise page.",
-                   icon=":material/check_circle:")  # fmt: skip
-        st.page_link("pages/recognise.py", label="Go to the Recognise page",
-                     icon=":material/graphic_eq:")  # fmt: skip
+        st.success(
+            f"Saved as **{job.saved.name}** — choose it on the Recognise page.",
+            icon=":material/check_circle:",
+        )
+        st.page_link(
+            "pages/recognise.py", label="Go to the Recognise page", icon=":material/graphic_eq:"
+        )
         return
     name = st.text_input(
         "Model name",
@@ -991,15 +1045,23 @@ def save_section(job: TrainingJob) -> None:
         if existing is not None and existing.shipped:
             problem = f"'{name}' is a shipped model and is never overwritten. Choose another name."
         elif existing is not None:
-            st.warning(f"A model named **{name}** already exists. Choose another name, or tick "
-                       "the box to replace it.", icon=":material/warning:")  # fmt: skip
+            st.warning(
+                f"A model named **{name}** already exists. Choose another name, or tick "
+                "the box to replace it.",
+                icon=":material/warning:",
+            )
             overwrite = st.checkbox(f"Overwrite {name}", key=f"train_overwrite_{job.id}")
             if not overwrite:
                 problem = ""  # said above; just keep Save disabled
     if problem:
         st.error(problem, icon=":material/error:")
-    if st.button("Save model", type="primary", icon=":material/save:", key="train_save",
-                 disabled=problem is not None):  # fmt: skip
+    if st.button(
+        "Save model",
+        type="primary",
+        icon=":material/save:",
+        key="train_save",
+        disabled=problem is not None,
+    ):
         try:
             info = save_model(job, name, overwrite=overwrite)
         except SERError as error:

@@ -455,10 +455,23 @@ class Outcome:
     error: str | None = None
 
 
-_MIME = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "oga": "audio/ogg",
-         "opus": "audio/ogg", "mp3": "audio/mpeg", "m4a": "audio/mp4", "mp4": "audio/mp4",
-         "aac": "audio/aac", "3gp": "audio/3gpp", "3gpp": "audio/3gpp", "webm": "audio/webm",
-         "weba": "audio/webm", "mka": "audio/x-matroska", "amr": "audio/amr"}  # fmt: skip
+_MIME = {
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "oga": "audio/ogg",
+    "opus": "audio/ogg",
+    "mp3": "audio/mpeg",
+    "m4a": "audio/mp4",
+    "mp4": "audio/mp4",
+    "aac": "audio/aac",
+    "3gp": "audio/3gpp",
+    "3gpp": "audio/3gpp",
+    "webm": "audio/webm",
+    "weba": "audio/webm",
+    "mka": "audio/x-matroska",
+    "amr": "audio/amr",
+}
 
 
 def clips_from_uploads(files: Sequence[UploadedFile] | UploadedFile | None) -> list[Clip]:
@@ -527,10 +540,11 @@ def _recognise_one(recognizer: Recognizer, clip: Clip, narrower: Narrower | None
     except Exception as error:  # a bug; one clip still must not take the page down
         log.exception("recognising %s failed", clip.name)
         return Outcome(
-            clip, model,
+            clip,
+            model,
             error=f"'{clip.name}' could not be processed because of an unexpected error "
             f"({type(error).__name__}). Try converting it to WAV.",
-        )  # fmt: skip
+        )
 
 
 def recognise(recognizer: Recognizer, clips: Sequence[Clip], *, key: str) -> list[Outcome]:
@@ -646,9 +660,11 @@ def _show_views(result: Result, *, key: str) -> None:
         with tab:
             if name == "Emotion over time" and timeline is not None:
                 figure = plots.emotion_over_time(
-                    timeline.start_s, timeline.probabilities, timeline.labels,
+                    timeline.start_s,
+                    timeline.probabilities,
+                    timeline.labels,
                     window_s=timeline.window_s,
-                )  # fmt: skip
+                )
             elif name == "Waveform":
                 figure = plots.waveform(audio.samples, sample_rate_hz=audio.sample_rate_hz)
             else:
@@ -725,20 +741,24 @@ def models_overview(models: Sequence[ModelInfo]) -> pd.DataFrame:
     for m in models:
         problem = _problem(m)
         trained = m.metadata.get("trained_on", {})
-        rows.append({
-            "model": m.name,
-            "status": f"broken: {problem}" if problem else ("default" if m is default else "ok"),
-            "type": model_title(m.metadata) if m.metadata else "",
-            "accuracy": m.accuracy,
-            "UAR": m.uar,
-            "protocol": _protocol_cell(m),
-            "unseen corpora": _unseen_mean(m.metadata),
-            "trained on": corpora(m) if m.metadata else "",
-            "clips": trained.get("clips"),
-            "speakers": trained.get("speakers"),
-            "emotions": ", ".join(m.labels),
-            "created (UTC)": m.metadata.get("created_utc", ""),
-        })  # fmt: skip
+        rows.append(
+            {
+                "model": m.name,
+                "status": f"broken: {problem}"
+                if problem
+                else ("default" if m is default else "ok"),
+                "type": model_title(m.metadata) if m.metadata else "",
+                "accuracy": m.accuracy,
+                "UAR": m.uar,
+                "protocol": _protocol_cell(m),
+                "unseen corpora": _unseen_mean(m.metadata),
+                "trained on": corpora(m) if m.metadata else "",
+                "clips": trained.get("clips"),
+                "speakers": trained.get("speakers"),
+                "emotions": ", ".join(m.labels),
+                "created (UTC)": m.metadata.get("created_utc", ""),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -762,11 +782,12 @@ def show_models_overview(models: Sequence[ModelInfo]) -> None:
             "accuracy": st.column_config.NumberColumn("accuracy", format="percent"),
             "UAR": st.column_config.NumberColumn("UAR", format="percent"),
             "unseen corpora": st.column_config.NumberColumn(
-                "unseen corpora", format="percent",
+                "unseen corpora",
+                format="percent",
                 help="Mean accuracy on whole corpora the model never heard (4 emotions where measured)",
             ),
         },
-    )  # fmt: skip
+    )
 
 
 def cross_corpus_table(meta: dict[str, Any]) -> pd.DataFrame:
@@ -775,16 +796,18 @@ def cross_corpus_table(meta: dict[str, Any]) -> pd.DataFrame:
     rows = []
     for name, f in {**(across.get("corpora") or {}), **(across.get("extra_tests") or {})}.items():
         four = f.get("four_class") or {}
-        rows.append({
-            "held-out corpus": CORPUS_NAMES.get(name, name),
-            "trained on": ", ".join(CORPUS_NAMES.get(n, n) for n in f.get("trained_on", [])),
-            "emotions": ", ".join(f.get("labels", [])),
-            "accuracy": f.get("accuracy"),
-            "UAR": f.get("uar"),
-            "4-class accuracy": four.get("accuracy"),
-            "ECE": f.get("ece"),
-            "ECE calibrated": f.get("ece_calibrated"),
-        })  # fmt: skip
+        rows.append(
+            {
+                "held-out corpus": CORPUS_NAMES.get(name, name),
+                "trained on": ", ".join(CORPUS_NAMES.get(n, n) for n in f.get("trained_on", [])),
+                "emotions": ", ".join(f.get("labels", [])),
+                "accuracy": f.get("accuracy"),
+                "UAR": f.get("uar"),
+                "4-class accuracy": four.get("accuracy"),
+                "ECE": f.get("ece"),
+                "ECE calibrated": f.get("ece_calibrated"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -799,11 +822,17 @@ def show_model_details(info: ModelInfo) -> None:
     kind = protocol_kind(str(evaluation.get("protocol", "")))
     st.markdown(model_description(info, protocol=True))
     cols = st.columns(4)
-    cols[0].metric("Accuracy", f"{info.accuracy:.1%}" if info.accuracy is not None else "–",
-                   help=f"Share of held-out clips labelled correctly ({kind}).")  # fmt: skip
-    cols[1].metric("UAR", f"{info.uar:.1%}" if info.uar is not None else "–",
-                   help="Unweighted average recall: the mean of each emotion's recall, so "
-                   f"rare emotions count as much as common ones ({kind}).")  # fmt: skip
+    cols[0].metric(
+        "Accuracy",
+        f"{info.accuracy:.1%}" if info.accuracy is not None else "–",
+        help=f"Share of held-out clips labelled correctly ({kind}).",
+    )
+    cols[1].metric(
+        "UAR",
+        f"{info.uar:.1%}" if info.uar is not None else "–",
+        help="Unweighted average recall: the mean of each emotion's recall, so "
+        f"rare emotions count as much as common ones ({kind}).",
+    )
     cols[2].metric("Clips", f"{meta.get('trained_on', {}).get('clips', 0):,}")
     cols[3].metric("Emotions", len(info.labels))
     if meta.get("command"):
@@ -817,23 +846,29 @@ def show_model_details(info: ModelInfo) -> None:
         right, left = st.columns([2, 1], gap="large")
     if folds:
         with left:
-            st.markdown(f"**Per fold** ({kind}: {FOLD_MEANING.get(kind, 'each fold tests on clips left out of training')})")
+            st.markdown(
+                f"**Per fold** ({kind}: {FOLD_MEANING.get(kind, 'each fold tests on clips left out of training')})"
+            )
             table = pd.DataFrame(folds)
             table.insert(0, "fold", range(1, len(folds) + 1))
             st.dataframe(
-                table, hide_index=True, key=f"folds-{info.name}",
+                table,
+                hide_index=True,
+                key=f"folds-{info.name}",
                 column_config={
                     "accuracy": st.column_config.NumberColumn("accuracy", format="percent"),
                     "uar": st.column_config.NumberColumn("UAR", format="percent"),
                 },
-            )  # fmt: skip
+            )
     if confusion:
         with right:
             st.plotly_chart(
-                plots.confusion_matrix(np.asarray(confusion), evaluation.get("labels", info.labels),
-                                       protocol=kind),
-                key=f"confusion-{info.name}", config=PLOT_CONFIG,
-            )  # fmt: skip
+                plots.confusion_matrix(
+                    np.asarray(confusion), evaluation.get("labels", info.labels), protocol=kind
+                ),
+                key=f"confusion-{info.name}",
+                config=PLOT_CONFIG,
+            )
     if meta.get("cross_corpus"):
         st.markdown(
             f"**On corpora it never heard** ({meta['cross_corpus'].get('protocol', '')}). A user's voice and "
@@ -842,10 +877,14 @@ def show_model_details(info: ModelInfo) -> None:
             "the other corpora."
         )
         st.dataframe(
-            cross_corpus_table(meta), hide_index=True, key=f"corpora-{info.name}",
-            column_config={c: st.column_config.NumberColumn(c, format="percent")
-                           for c in ("accuracy", "UAR", "4-class accuracy")},
-        )  # fmt: skip
+            cross_corpus_table(meta),
+            hide_index=True,
+            key=f"corpora-{info.name}",
+            column_config={
+                c: st.column_config.NumberColumn(c, format="percent")
+                for c in ("accuracy", "UAR", "4-class accuracy")
+            },
+        )
     with st.expander("Training settings and metadata"):
         st.json({k: v for k, v in meta.items() if k not in ("evaluation",)}, expanded=False)
 

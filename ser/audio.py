@@ -44,8 +44,23 @@ from ser.errors import (
 
 SUPPORTED_FORMATS = ("WAV", "FLAC", "OGG", "MP3", "M4A", "MP4", "AAC", "3GP", "WebM")
 # File name endings the app's uploader takes: the formats above and their usual variants.
-FILE_EXTENSIONS = ("wav", "flac", "ogg", "oga", "opus", "mp3", "m4a", "mp4", "aac", "3gp", "3gpp",
-                   "webm", "weba", "mka", "amr")  # fmt: skip
+FILE_EXTENSIONS = (
+    "wav",
+    "flac",
+    "ogg",
+    "oga",
+    "opus",
+    "mp3",
+    "m4a",
+    "mp4",
+    "aac",
+    "3gp",
+    "3gpp",
+    "webm",
+    "weba",
+    "mka",
+    "amr",
+)
 MIN_DURATION_S = 0.5
 MAX_DURATION_S = 300.0  # 5 minutes
 # Beyond these a file is refused from its header: the highest rate studio recorders write, and
@@ -243,8 +258,15 @@ def _container(head: bytes) -> str | None:
 
 
 # The FFmpeg demuxer for each container PyAV decodes; the others named above are refused.
-_AV_DEMUXERS = {"M4A": "mov", "MP4": "mov", "3GP": "mov", "WebM": "matroska",
-                "Matroska": "matroska", "AMR": "amr", "AAC": "aac"}  # fmt: skip
+_AV_DEMUXERS = {
+    "M4A": "mov",
+    "MP4": "mov",
+    "3GP": "mov",
+    "WebM": "matroska",
+    "Matroska": "matroska",
+    "AMR": "amr",
+    "AAC": "aac",
+}
 
 
 def _refuse_unsupported(container: str | None, who: str) -> None:
@@ -267,9 +289,12 @@ def _decode(
             _check_header(file, who, max_duration_s=max_duration_s, cut=ogg_cut)
             max_frames = math.floor(max_duration_s * file.samplerate)
             samples, frames, failed = _read_mono(
-                _sf_blocks(file), who, from_rate_hz=file.samplerate, max_frames=max_frames,
+                _sf_blocks(file),
+                who,
+                from_rate_hz=file.samplerate,
+                max_frames=max_frames,
                 to_rate_hz=sample_rate_hz,
-            )  # fmt: skip
+            )
             truncated = failed or ogg_cut or _cut_short(file, frames)
             return _Decoded(samples, frames, file.samplerate, file.channels, truncated)
     except AudioError:
@@ -312,9 +337,13 @@ def _check_header(file: sf.SoundFile, who: str, *, max_duration_s: float, cut: b
             )
         raise EmptyAudioError(f"{who} contains no audio (its header declares no samples).")
     known = file.frames != _UNKNOWN_FRAMES
-    _check_limits(who, rate_hz=file.samplerate, channels=file.channels,
-                  duration_s=file.frames / file.samplerate if known else None,
-                  max_duration_s=max_duration_s)  # fmt: skip
+    _check_limits(
+        who,
+        rate_hz=file.samplerate,
+        channels=file.channels,
+        duration_s=file.frames / file.samplerate if known else None,
+        max_duration_s=max_duration_s,
+    )
 
 
 def _check_limits(
@@ -432,10 +461,12 @@ def _decode_av(
             rate, channels = first.sample_rate, len(first.layout.channels)
             _check_limits(who, rate_hz=rate, channels=channels, **limits)
             samples, frames, failed = _read_mono(
-                _av_blocks(itertools.chain([first], decoded), who, rate_hz=rate), who,
-                from_rate_hz=rate, max_frames=math.floor(max_duration_s * rate),
+                _av_blocks(itertools.chain([first], decoded), who, rate_hz=rate),
+                who,
+                from_rate_hz=rate,
+                max_frames=math.floor(max_duration_s * rate),
                 to_rate_hz=sample_rate_hz,
-            )  # fmt: skip
+            )
             cut = declared_s is not None and frames < 0.95 * declared_s * rate
             return _Decoded(samples, frames, rate, channels, failed or cut)
     except AudioError:

@@ -25,13 +25,15 @@ _DRAW_LOCK = threading.Lock()
 def _chain() -> Any:
     import audiomentations as am
 
-    return am.Compose([
-        am.SevenBandParametricEQ(min_gain_db=-9.0, max_gain_db=9.0, p=0.8),
-        am.HighPassFilter(min_cutoff_freq=80.0, max_cutoff_freq=400.0, p=0.3),
-        am.LowPassFilter(min_cutoff_freq=3_400.0, max_cutoff_freq=7_500.0, p=0.3),
-        am.PitchShift(min_semitones=-3.0, max_semitones=3.0, p=0.5),
-        am.AddGaussianSNR(min_snr_db=10.0, max_snr_db=35.0, p=0.5),
-    ])  # fmt: skip
+    return am.Compose(
+        [
+            am.SevenBandParametricEQ(min_gain_db=-9.0, max_gain_db=9.0, p=0.8),
+            am.HighPassFilter(min_cutoff_freq=80.0, max_cutoff_freq=400.0, p=0.3),
+            am.LowPassFilter(min_cutoff_freq=3_400.0, max_cutoff_freq=7_500.0, p=0.3),
+            am.PitchShift(min_semitones=-3.0, max_semitones=3.0, p=0.5),
+            am.AddGaussianSNR(min_snr_db=10.0, max_snr_db=35.0, p=0.5),
+        ]
+    )
 
 
 def room(

@@ -80,11 +80,16 @@ def latency(model: str | None, repeats: int) -> None:
             return seed_model.predict(x[np.newaxis], verbose=0)
 
         print(f"4 s clip at 48 kHz; model for the seed path: {classic_info.name}")
-        reference = _summary("seed: librosa.load + mean MFCC + model.predict", _timed(seed_path, repeats=repeats))
+        reference = _summary(
+            "seed: librosa.load + mean MFCC + model.predict", _timed(seed_path, repeats=repeats)
+        )
         shipped = [m.name for m in list_models() if m.ok and m.shipped]
         for name in dict.fromkeys([classic_info.name, find_model(None).name, *shipped]):
             recognizer = Recognizer.load(name)
-            ours = _summary(f"ours: Recognizer.recognise ({name})", _timed(lambda r=recognizer: r.recognise(path), repeats=repeats))
+            ours = _summary(
+                f"ours: Recognizer.recognise ({name})",
+                _timed(lambda r=recognizer: r.recognise(path), repeats=repeats),
+            )
             print(f"{'':<46} speed-up vs seed: {reference / ours:.1f}x")
 
 
@@ -102,8 +107,10 @@ def features(folders: list[Path]) -> None:
                 start = time.perf_counter()
                 extract_features(jobs, config=recipe.features, cache_dir=Path(cache))
                 elapsed = time.perf_counter() - start
-                print(f"{model_type.value:<10} {len(jobs)} clips, {state} cache: {elapsed:6.1f} s "
-                      f"({len(jobs) / elapsed:6.0f} clips/s)")
+                print(
+                    f"{model_type.value:<10} {len(jobs)} clips, {state} cache: {elapsed:6.1f} s "
+                    f"({len(jobs) / elapsed:6.0f} clips/s)"
+                )
 
 
 GAINS_DB = (-20.0, -10.0, 6.0)
@@ -116,8 +123,15 @@ def gain(folders: list[Path], n_clips: int) -> None:
     from .store import list_models
 
     clips = scan(folders).clips
-    picked = [clips[i] for i in np.random.default_rng(0).choice(len(clips), min(n_clips, len(clips)), replace=False)]
-    print(f"{len(picked)} clips; share of answers unchanged when the clip is played at another level")
+    picked = [
+        clips[i]
+        for i in np.random.default_rng(0).choice(
+            len(clips), min(n_clips, len(clips)), replace=False
+        )
+    ]
+    print(
+        f"{len(picked)} clips; share of answers unchanged when the clip is played at another level"
+    )
     for info in (m for m in list_models() if m.ok and m.shipped):
         recognizer = Recognizer.load(info.name)
         unchanged = dict.fromkeys(GAINS_DB, 0)
@@ -125,7 +139,9 @@ def gain(folders: list[Path], n_clips: int) -> None:
             samples = load_audio(clip.path, sample_rate_hz=recognizer.config.sample_rate_hz).samples
             reference = recognizer.predict_samples(samples).emotion
             for db in GAINS_DB:
-                louder = np.clip(samples * np.float32(10 ** (db / 20)), -1.0, 1.0)  # a real input clips
+                louder = np.clip(
+                    samples * np.float32(10 ** (db / 20)), -1.0, 1.0
+                )  # a real input clips
                 unchanged[db] += recognizer.predict_samples(louder).emotion == reference
         shares = "   ".join(f"{db:+.0f} dB {n / len(picked):4.0%}" for db, n in unchanged.items())
         print(f"{info.name:<16} {shares}")
@@ -141,7 +157,9 @@ def _channels(sample_rate_hz: int) -> dict[str, Callable[[np.ndarray], np.ndarra
         "as recorded": lambda x: x,
         "16 kHz source (nothing above 8 kHz)": source(16_000),
         "8 kHz source (nothing above 4 kHz)": source(8_000),
-        "white noise at 20 dB SNR": lambda x: with_noise(x, snr_db=20.0, rng=np.random.default_rng(len(x))),
+        "white noise at 20 dB SNR": lambda x: with_noise(
+            x, snr_db=20.0, rng=np.random.default_rng(len(x))
+        ),
     }
 
 
@@ -157,9 +175,14 @@ def channels(folders: list[Path], model_type: str, fold: int) -> None:
     train_index, test_index = ravdess_folds(data.clips)[fold - 1]
     model, _ = fit(data, train_index, options, progress=progress_bar, stage=f"fold {fold}")
     config, targets = options.features, data.targets[test_index]
-    recorded = [load_audio(data.clips[i].path, sample_rate_hz=config.sample_rate_hz).samples for i in test_index]
-    print(f"{model_type} at {config.sample_rate_hz} Hz, trained on {len(train_index)} clips; "
-          f"held out: RAVDESS fold {fold}, {len(test_index)} clips")
+    recorded = [
+        load_audio(data.clips[i].path, sample_rate_hz=config.sample_rate_hz).samples
+        for i in test_index
+    ]
+    print(
+        f"{model_type} at {config.sample_rate_hz} Hz, trained on {len(train_index)} clips; "
+        f"held out: RAVDESS fold {fold}, {len(test_index)} clips"
+    )
     for name, channel in _channels(config.sample_rate_hz).items():
         heard = [feats.extract(channel(x), config=config) for x in recorded]
         scores = score_features(model, heard, targets, data.labels)
@@ -180,7 +203,9 @@ def live_updates(model: str | None, seconds: float) -> None:
     push_ms = _timed_each(lambda f: session.push(f, sample_rate_hz=rate), frames)
     costs = [u.cost_s * 1000 for u in session.history()]
     cost = _summary("one update (features + model on the last 3 s)", costs)
-    print(f"{'':<46} {cost / (live.INTERVAL_S * 1000):.1%} of the {live.INTERVAL_S * 1000:.0f} ms interval")
+    print(
+        f"{'':<46} {cost / (live.INTERVAL_S * 1000):.1%} of the {live.INTERVAL_S * 1000:.0f} ms interval"
+    )
     _summary("handing over one 20 ms frame", push_ms)
 
     session = live.LiveSession(recognizer)  # the app's way: updates on the shared pool
@@ -210,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ser.bench")
     sub = parser.add_subparsers(dest="what", required=True)
     lat = sub.add_parser("latency")
-    lat.add_argument("--model", default=None, help="model for the seed path (default: classic-lstm)")
+    lat.add_argument(
+        "--model", default=None, help="model for the seed path (default: classic-lstm)"
+    )
     lat.add_argument("--repeats", type=int, default=50)
     feat = sub.add_parser("features")
     feat.add_argument("--data", action="append", type=Path, required=True)
@@ -221,7 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     liv.add_argument("--model", default=None, help="default: the default model")
     liv.add_argument("--seconds", type=float, default=20.0)
     chan = sub.add_parser("channels")
-    chan.add_argument("--data", action="append", type=Path, required=True, help="RAVDESS, and any corpora to train on too")
+    chan.add_argument(
+        "--data",
+        action="append",
+        type=Path,
+        required=True,
+        help="RAVDESS, and any corpora to train on too",
+    )
     chan.add_argument("--model-type", default="logmel_voice")
     chan.add_argument("--fold", type=int, choices=range(1, 7), default=1)
     args = parser.parse_args(argv)

@@ -31,7 +31,11 @@ def progress_bar(progress: Progress) -> None:
     width = 30
     filled = int(width * progress.done / max(1, progress.total))
     remaining = progress.remaining_s
-    eta = f" ~{remaining:.0f}s left" if remaining is not None and progress.done < progress.total else ""
+    eta = (
+        f" ~{remaining:.0f}s left"
+        if remaining is not None and progress.done < progress.total
+        else ""
+    )
     metrics = "  ".join(f"{k}={v:.3f}" for k, v in progress.metrics.items())
     unit = "clips" if progress.stage == "features" else "epochs"
     sys.stderr.write(
@@ -79,7 +83,9 @@ MAX_STDIN_BYTES = 200_000_000  # well above 5 minutes of 48 kHz stereo 16-bit WA
 def _read_stdin() -> bytes:
     data = sys.stdin.buffer.read(MAX_STDIN_BYTES + 1)
     if len(data) > MAX_STDIN_BYTES:
-        raise SERError(f"The audio piped in is over {MAX_STDIN_BYTES // 1_000_000} MB; give a file instead.")
+        raise SERError(
+            f"The audio piped in is over {MAX_STDIN_BYTES // 1_000_000} MB; give a file instead."
+        )
     return data
 
 
@@ -96,22 +102,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if isinstance(outcome, SERError):
             failures += 1
             line = {"file": name, "error": str(outcome)}
-            print(json.dumps(line) if args.json else f"{printable(name)}: error: {outcome}", flush=True)
+            print(
+                json.dumps(line) if args.json else f"{printable(name)}: error: {outcome}",
+                flush=True,
+            )
             continue
         prediction = outcome.prediction
         if args.json:
-            print(json.dumps({
-                "file": name,
-                "model": outcome.model,
-                "emotion": prediction.emotion,
-                "confidence": round(prediction.confidence, 4),
-                "probabilities": {k: round(v, 4) for k, v in prediction.as_dict().items()},
-                "caveats": outcome.caveats,
-                **({"timeline": outcome.timeline.as_records()} if outcome.timeline is not None else {}),
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "file": name,
+                        "model": outcome.model,
+                        "emotion": prediction.emotion,
+                        "confidence": round(prediction.confidence, 4),
+                        "probabilities": {k: round(v, 4) for k, v in prediction.as_dict().items()},
+                        "caveats": outcome.caveats,
+                        **(
+                            {"timeline": outcome.timeline.as_records()}
+                            if outcome.timeline is not None
+                            else {}
+                        ),
+                    }
+                ),
+                flush=True,
+            )
         else:
             note = f"  ({'; '.join(outcome.caveats)})" if outcome.caveats else ""
-            print(f"{printable(name)}: {prediction.emotion} {prediction.confidence:.0%}{note}", flush=True)
+            print(
+                f"{printable(name)}: {prediction.emotion} {prediction.confidence:.0%}{note}",
+                flush=True,
+            )
     return 1 if failures else 0
 
 
@@ -135,21 +156,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         held = train.train_holdout(data, options, progress=progress_bar)
         evaluation = train.holdout_evaluation(held)
-    print(f"speaker-independent: accuracy {evaluation['mean_accuracy']:.1%}, UAR {evaluation['mean_uar']:.1%}"
-          f" ({evaluation['protocol']})", file=sys.stderr)
+    print(
+        f"speaker-independent: accuracy {evaluation['mean_accuracy']:.1%}, UAR {evaluation['mean_uar']:.1%}"
+        f" ({evaluation['protocol']})",
+        file=sys.stderr,
+    )
     if held is not None and args.keep_holdout_model:  # the very model the figures describe
         model, train_index = held.model, held.train_index
     else:
         train_index = np.arange(len(data.clips))
         model, _ = train.fit(data, train_index, options, progress=progress_bar, stage="final model")
     command = "python -m ser " + shlex.join(_without_models_dir(args.argv or sys.argv[1:]))
-    meta = train.metadata(data, options, evaluation=evaluation, command=command,
-                          shipped=args.shipped, train_index=train_index)
+    meta = train.metadata(
+        data,
+        options,
+        evaluation=evaluation,
+        command=command,
+        shipped=args.shipped,
+        train_index=train_index,
+    )
     if across is not None:
         meta["cross_corpus"] = across.to_dict()
-        meta["calibration"] = {"temperature": across.temperature,
-                               "fitted_on": "leave-one-corpus-out held-out predictions"}
-    info = save_model(model, meta, name=args.name, models_dir=args.models_dir, overwrite=args.overwrite)
+        meta["calibration"] = {
+            "temperature": across.temperature,
+            "fitted_on": "leave-one-corpus-out held-out predictions",
+        }
+    info = save_model(
+        model, meta, name=args.name, models_dir=args.models_dir, overwrite=args.overwrite
+    )
     print(f"saved {info.keras_path}", file=sys.stderr)
     return 0
 
@@ -163,12 +197,16 @@ def _without_models_dir(argv: Sequence[str]) -> list[str]:
     return [a for a in argv if not a.startswith("--models-dir=")]
 
 
-def _across_corpora(data: Prepared, options: TrainOptions, args: argparse.Namespace) -> CorpusEvaluation:
+def _across_corpora(
+    data: Prepared, options: TrainOptions, args: argparse.Namespace
+) -> CorpusEvaluation:
     """Leave-one-corpus-out on ``data``, each --extra-test folder scored by a model of all."""
     from . import train
     from .evaluation import leave_one_corpus_out
 
-    extra = [train.prepare([folder], options, progress=progress_bar) for folder in args.extra_test or []]
+    extra = [
+        train.prepare([folder], options, progress=progress_bar) for folder in args.extra_test or []
+    ]
     across = leave_one_corpus_out(data, options, extra_tests=extra, progress=progress_bar)
     _print_across(across.to_dict())
     return across
@@ -176,8 +214,10 @@ def _across_corpora(data: Prepared, options: TrainOptions, args: argparse.Namesp
 
 def _print_across(result: dict[str, Any]) -> None:
     def line(name: str, f: dict[str, Any]) -> str:
-        return (f"  {name}: accuracy {f['accuracy']:.1%}  UAR {f['uar']:.1%}  ECE {f['ece']:.3f} "
-                f"(calibrated {f['ece_calibrated']:.3f}) on {', '.join(f['labels'])}")
+        return (
+            f"  {name}: accuracy {f['accuracy']:.1%}  UAR {f['uar']:.1%}  ECE {f['ece']:.3f} "
+            f"(calibrated {f['ece_calibrated']:.3f}) on {', '.join(f['labels'])}"
+        )
 
     for name, f in result["corpora"].items():
         print(f"held out {name}, trained on {' + '.join(f['trained_on']) or '?'}:", file=sys.stderr)
@@ -189,9 +229,12 @@ def _print_across(result: dict[str, Any]) -> None:
         print(line("shared", f), file=sys.stderr)
     for title, s in (("all shared emotions", result), ("4-class", result["four_class"])):
         if s.get("mean_accuracy") is not None:
-            print(f"{result['protocol']}, {title}: mean accuracy {s['mean_accuracy']:.1%}, worst "
-                  f"{s['worst_accuracy']:.1%}, mean UAR {s['mean_uar']:.1%}, mean ECE {s['mean_ece']:.3f} "
-                  f"(calibrated {s['mean_ece_calibrated']:.3f})", file=sys.stderr)
+            print(
+                f"{result['protocol']}, {title}: mean accuracy {s['mean_accuracy']:.1%}, worst "
+                f"{s['worst_accuracy']:.1%}, mean UAR {s['mean_uar']:.1%}, mean ECE {s['mean_ece']:.3f} "
+                f"(calibrated {s['mean_ece_calibrated']:.3f})",
+                file=sys.stderr,
+            )
     print(f"temperature {result['temperature']}", file=sys.stderr)
 
 
@@ -204,13 +247,27 @@ def _score_saved(args: argparse.Namespace) -> int:
     from .store import find_model, update_metadata
 
     info = find_model(args.model, args.models_dir)
-    held = [score_saved_model(info, [folder], progress=progress_bar, calibrated=False) for folder in args.data]
+    held = [
+        score_saved_model(info, [folder], progress=progress_bar, calibrated=False)
+        for folder in args.data
+    ]
     result = unseen_corpora(held)
     _print_across(result)
     if args.save:
-        update_metadata(info, {"cross_corpus": result, "calibration": {
-            "temperature": result["temperature"], "fitted_on": "predictions on corpora it never heard"}})
-        print(f"saved the figures and temperature {result['temperature']} in {info.name}.json", file=sys.stderr)
+        update_metadata(
+            info,
+            {
+                "cross_corpus": result,
+                "calibration": {
+                    "temperature": result["temperature"],
+                    "fitted_on": "predictions on corpora it never heard",
+                },
+            },
+        )
+        print(
+            f"saved the figures and temperature {result['temperature']} in {info.name}.json",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps({"model": info.name, **result}))
     return 0
@@ -224,7 +281,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     options = _options(args)
     if args.protocol == "corpus":
         if args.test_data or args.folds is not None:
-            raise SERError("--protocol corpus holds out each --data corpus in turn: no --folds or --test-data.")
+            raise SERError(
+                "--protocol corpus holds out each --data corpus in turn: no --folds or --test-data."
+            )
         data = train.prepare(args.data, options, progress=progress_bar)
         _print_prepared(data)
         result = _across_corpora(data, options, args).to_dict()
@@ -234,13 +293,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.test_data:
         if args.folds is not None:
             raise SERError("--folds goes with cross-validation, not with --test-data.")
-        data, split = train.prepare_across_corpora(args.data, args.test_data, options, progress=progress_bar)
+        data, split = train.prepare_across_corpora(
+            args.data, args.test_data, options, progress=progress_bar
+        )
         _print_prepared(data)
         evaluation = train.evaluate_across_corpora(data, split, options, progress=progress_bar)
     else:
         data = train.prepare(args.data, options, progress=progress_bar)
         _print_prepared(data)
-        n_folds = train.RAVDESS_FOLDS if args.folds is None else args.folds  # an explicit 0 is not 6
+        n_folds = (
+            train.RAVDESS_FOLDS if args.folds is None else args.folds
+        )  # an explicit 0 is not 6
         evaluation = train.cross_validate(data, options, n_folds=n_folds, progress=progress_bar)
     result = evaluation.to_dict()
     if args.json:
@@ -250,9 +313,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for k, fold in enumerate(folds if len(folds) > 1 else [], start=1):
         print(f"fold {k}: accuracy {fold['accuracy']:.1%}  UAR {fold['uar']:.1%}")
     recall = evaluation.total.recall
-    print("recall: " + ", ".join(f"{label} {r:.0%}" for label, r in zip(result["labels"], recall, strict=True)))
-    print(f"{'mean' if len(folds) > 1 else 'result'}: accuracy {result['mean_accuracy']:.1%}  "
-          f"UAR {result['mean_uar']:.1%}  ({result['protocol']})")
+    print(
+        "recall: "
+        + ", ".join(f"{label} {r:.0%}" for label, r in zip(result["labels"], recall, strict=True))
+    )
+    print(
+        f"{'mean' if len(folds) > 1 else 'result'}: accuracy {result['mean_accuracy']:.1%}  "
+        f"UAR {result['mean_uar']:.1%}  ({result['protocol']})"
+    )
     return 0
 
 
@@ -262,8 +330,21 @@ def cmd_models(args: argparse.Namespace) -> int:
     models = list_models(args.models_dir)
     default = default_model(models)
     if args.json:
-        print(json.dumps([{"name": m.name, "ok": m.ok, "problem": m.problem, "default": m is default,
-                           "accuracy": m.accuracy, "uar": m.uar} for m in models]))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": m.name,
+                        "ok": m.ok,
+                        "problem": m.problem,
+                        "default": m is default,
+                        "accuracy": m.accuracy,
+                        "uar": m.uar,
+                    }
+                    for m in models
+                ]
+            )
+        )
         return 0
     if not models:
         print("no models installed")
@@ -283,22 +364,33 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", action="append", required=True, type=Path, metavar="DIR",
-                        help="dataset folder (repeatable)")
-    parser.add_argument("--model-type", default=ModelType.MFCC_LSTM.value,
-                        choices=[t.value for t in ModelType])
+    parser.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="dataset folder (repeatable)",
+    )
+    parser.add_argument(
+        "--model-type", default=ModelType.MFCC_LSTM.value, choices=[t.value for t in ModelType]
+    )
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--emotions", help="comma-separated subset to learn")
     parser.add_argument("--merge", action="append", metavar="FROM=TO", help="e.g. calm=neutral")
-    parser.add_argument("--augment", help=f"comma-separated: {', '.join(a.value for a in Augmentation)}")
+    parser.add_argument(
+        "--augment", help=f"comma-separated: {', '.join(a.value for a in Augmentation)}"
+    )
     parser.add_argument("--validation", default="speaker", choices=[v.value for v in Validation])
     parser.add_argument("--seed", type=int, default=42)
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m ser", description="Speech emotion recognition.")
-    root.add_argument("--models-dir", type=Path, default=None, help="default: SER_MODELS_DIR or models/")
+    root.add_argument(
+        "--models-dir", type=Path, default=None, help="default: SER_MODELS_DIR or models/"
+    )
     sub = root.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("predict", help="recognise the emotion in audio files")
@@ -310,30 +402,68 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model and save it in the models folder")
     _add_training_arguments(t)
     t.add_argument("--name", required=True)
-    t.add_argument("--folds", type=int, default=0, help="cross-validate with N folds first (6: RAVDESS protocol)")
+    t.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        help="cross-validate with N folds first (6: RAVDESS protocol)",
+    )
     t.add_argument("--shipped", action="store_true", help=argparse.SUPPRESS)
     t.add_argument("--overwrite", action="store_true")
-    t.add_argument("--cross-corpus", action="store_true",
-                   help="also run leave-one-corpus-out, save its figures and the temperature it fits")
-    t.add_argument("--extra-test", action="append", type=Path, metavar="DIR",
-                   help="with --cross-corpus: also score this corpus, never trained on (repeatable)")
-    t.add_argument("--keep-holdout-model", action="store_true",
-                   help="save the model the hold-out figures describe instead of retraining on all clips")
+    t.add_argument(
+        "--cross-corpus",
+        action="store_true",
+        help="also run leave-one-corpus-out, save its figures and the temperature it fits",
+    )
+    t.add_argument(
+        "--extra-test",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="with --cross-corpus: also score this corpus, never trained on (repeatable)",
+    )
+    t.add_argument(
+        "--keep-holdout-model",
+        action="store_true",
+        help="save the model the hold-out figures describe instead of retraining on all clips",
+    )
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="speaker-independent cross-validation, or a test on unseen corpora")
+    e = sub.add_parser(
+        "evaluate", help="speaker-independent cross-validation, or a test on unseen corpora"
+    )
     _add_training_arguments(e)
     e.add_argument("--folds", type=int, default=None, help="default 6 (the RAVDESS protocol)")
-    e.add_argument("--test-data", action="append", type=Path, metavar="DIR",
-                   help="instead of folds: train on --data, test on this corpus (repeatable)")
-    e.add_argument("--model", default=None,
-                   help="instead of training: score this saved model on each --data corpus")
-    e.add_argument("--save", action="store_true",
-                   help="with --model: keep the figures and the fitted temperature in its JSON")
-    e.add_argument("--protocol", default="folds", choices=["folds", "corpus"],
-                   help="folds: by speaker (RAVDESS 6-fold); corpus: leave one corpus out")
-    e.add_argument("--extra-test", action="append", type=Path, metavar="DIR",
-                   help="with --protocol corpus: also score this corpus, never trained on (repeatable)")
+    e.add_argument(
+        "--test-data",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="instead of folds: train on --data, test on this corpus (repeatable)",
+    )
+    e.add_argument(
+        "--model",
+        default=None,
+        help="instead of training: score this saved model on each --data corpus",
+    )
+    e.add_argument(
+        "--save",
+        action="store_true",
+        help="with --model: keep the figures and the fitted temperature in its JSON",
+    )
+    e.add_argument(
+        "--protocol",
+        default="folds",
+        choices=["folds", "corpus"],
+        help="folds: by speaker (RAVDESS 6-fold); corpus: leave one corpus out",
+    )
+    e.add_argument(
+        "--extra-test",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="with --protocol corpus: also score this corpus, never trained on (repeatable)",
+    )
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 

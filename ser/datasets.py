@@ -139,27 +139,45 @@ _RAVDESS_EMOTIONS = {f"{i:02d}": e.value for i, e in enumerate(Emotion, start=1)
 _TESS_SPEAKERS = {"OAF": "OAF", "YAF": "YAF", "OA": "OAF"}  # "OA_bite_neutral" is a typo
 _SAVEE_SPEAKERS = frozenset({"DC", "JE", "JK", "KL"})
 _SAVEE_EMOTIONS = {
-    "a": _E.ANGRY, "d": _E.DISGUST, "f": _E.FEARFUL, "h": _E.HAPPY,
-    "n": _E.NEUTRAL, "sa": _E.SAD, "su": _E.SURPRISED,
-}  # fmt: skip
+    "a": _E.ANGRY,
+    "d": _E.DISGUST,
+    "f": _E.FEARFUL,
+    "h": _E.HAPPY,
+    "n": _E.NEUTRAL,
+    "sa": _E.SAD,
+    "su": _E.SURPRISED,
+}
 _CREMA_EMOTIONS = {
-    "ANG": _E.ANGRY, "DIS": _E.DISGUST, "FEA": _E.FEARFUL,
-    "HAP": _E.HAPPY, "NEU": _E.NEUTRAL, "SAD": _E.SAD,
-}  # fmt: skip
+    "ANG": _E.ANGRY,
+    "DIS": _E.DISGUST,
+    "FEA": _E.FEARFUL,
+    "HAP": _E.HAPPY,
+    "NEU": _E.NEUTRAL,
+    "SAD": _E.SAD,
+}
 _EMODB_EMOTIONS = {
-    "W": _E.ANGRY, "E": _E.DISGUST, "A": _E.FEARFUL,
-    "F": _E.HAPPY, "T": _E.SAD, "N": _E.NEUTRAL,
-}  # fmt: skip
+    "W": _E.ANGRY,
+    "E": _E.DISGUST,
+    "A": _E.FEARFUL,
+    "F": _E.HAPPY,
+    "T": _E.SAD,
+    "N": _E.NEUTRAL,
+}
 # Folder names (generic layout) and TESS name endings, lower case.
 _EMOTION_WORDS = {
     **{e.value: e for e in Emotion},
-    "anger": _E.ANGRY, "ang": _E.ANGRY,
-    "happiness": _E.HAPPY, "joy": _E.HAPPY,
+    "anger": _E.ANGRY,
+    "ang": _E.ANGRY,
+    "happiness": _E.HAPPY,
+    "joy": _E.HAPPY,
     "sadness": _E.SAD,
-    "fear": _E.FEARFUL, "scared": _E.FEARFUL,
+    "fear": _E.FEARFUL,
+    "scared": _E.FEARFUL,
     "disgusted": _E.DISGUST,
-    "surprise": _E.SURPRISED, "ps": _E.SURPRISED, "pleasant_surprise": _E.SURPRISED,
-}  # fmt: skip
+    "surprise": _E.SURPRISED,
+    "ps": _E.SURPRISED,
+    "pleasant_surprise": _E.SURPRISED,
+}
 
 _RAVDESS_NAME = re.compile(r"(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)")
 _TESS_NAME = re.compile(r"(OAF|YAF|OA)_(.+)_([a-z]+)", re.IGNORECASE)
@@ -368,8 +386,11 @@ def _inspect(root: Path, path: Path) -> _Found | Skipped:
     if frames <= 0:
         return Skipped(path, "empty audio (no samples)")
     if rate > MAX_SAMPLE_RATE_HZ or channels > MAX_CHANNELS:  # ser.audio refuses these too
-        return Skipped(path, f"{rate:,} Hz x {channels} channels, beyond the "
-                       f"{MAX_SAMPLE_RATE_HZ:,} Hz x {MAX_CHANNELS} accepted")  # fmt: skip
+        return Skipped(
+            path,
+            f"{rate:,} Hz x {channels} channels, beyond the "
+            f"{MAX_SAMPLE_RATE_HZ:,} Hz x {MAX_CHANNELS} accepted",
+        )
     return _Found(labelled, root, frames, rate, channels)
 
 

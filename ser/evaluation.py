@@ -204,14 +204,24 @@ class CorpusEvaluation:
         return _pooled_temperature(self.folds)
 
     def to_dict(self) -> dict[str, Any]:
-        corpora = {f.name: {"trained_on": list(f.trained_on), **f.figures(temperature=self.temperatures.get(f.name))}
-                   for f in self.folds}  # fmt: skip
-        four = {f.name: four_class.figures(temperature=self.temperatures.get(f.name))
-                for f in self.folds if (four_class := f.subset(FOUR_CLASSES))}  # fmt: skip
+        corpora = {
+            f.name: {
+                "trained_on": list(f.trained_on),
+                **f.figures(temperature=self.temperatures.get(f.name)),
+            }
+            for f in self.folds
+        }
+        four = {
+            f.name: four_class.figures(temperature=self.temperatures.get(f.name))
+            for f in self.folds
+            if (four_class := f.subset(FOUR_CLASSES))
+        }
         for name, figures in four.items():
             corpora[name]["four_class"] = figures
-        extra = {f.name: {"trained_on": list(f.trained_on), **f.figures(temperature=self.temperature)}
-                 for f in self.extra}  # fmt: skip
+        extra = {
+            f.name: {"trained_on": list(f.trained_on), **f.figures(temperature=self.temperature)}
+            for f in self.extra
+        }
         return {
             "protocol": "leave-one-corpus-out",
             "temperature": self.temperature,

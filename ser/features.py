@@ -104,7 +104,9 @@ def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
 
 def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
     mel = np.asanyarray(mel, dtype=np.float64)
-    return np.where(mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), mel * 200.0 / 3)
+    return np.where(
+        mel >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0)), mel * 200.0 / 3
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -115,7 +117,10 @@ def _mel_basis(sample_rate_hz: int, n_fft: int, n_mels: int) -> np.ndarray:
     widths = np.diff(edges_hz)
     lower = -ramps[:-2] / widths[:-1, np.newaxis]
     upper = ramps[2:] / widths[1:, np.newaxis]
-    weights = np.maximum(0, np.minimum(lower, upper)) * (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, np.newaxis]
+    weights = (
+        np.maximum(0, np.minimum(lower, upper))
+        * (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, np.newaxis]
+    )
     return weights.astype(np.float32)
 
 
@@ -142,7 +147,9 @@ def _power_to_db(power: np.ndarray) -> np.ndarray:
 
 def log_mel_frames(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     """Log-power mel spectrogram in dB, (frames, n_mels): librosa's melspectrogram + power_to_db."""
-    return _log_mel(_power_spectrum(samples, n_fft=config.n_fft, hop_length=config.hop_length), config)
+    return _log_mel(
+        _power_spectrum(samples, n_fft=config.n_fft, hop_length=config.hop_length), config
+    )
 
 
 def _log_mel(power: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -188,7 +195,9 @@ def _window_autocorrelation(n_fft: int) -> np.ndarray:
     return (acf / acf[0]).astype(np.float32)
 
 
-def _pitch_track(power: np.ndarray, *, sample_rate_hz: int, n_fft: int) -> tuple[np.ndarray, np.ndarray]:
+def _pitch_track(
+    power: np.ndarray, *, sample_rate_hz: int, n_fft: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Per frame, the pitch (Hz) and periodicity from the normalised autocorrelation.
 
     The first local peak within 90% of the highest is taken, not the highest: a period's
@@ -227,7 +236,9 @@ def _voice_tracks(samples: np.ndarray, power: np.ndarray, config: FeatureConfig)
     signs = np.signbit(_frames_of(samples, frame_length=n_fft, hop_length=config.hop_length))
     zero_crossings = np.mean(signs[:, 1:] != signs[:, :-1], axis=1)
     pitch_hz, periodicity = _pitch_track(power, sample_rate_hz=sample_rate_hz, n_fft=n_fft)
-    voiced = (periodicity > _VOICED_PERIODICITY) & (loudness_db > loudness_db.max() - _VOICED_RANGE_DB)
+    voiced = (periodicity > _VOICED_PERIODICITY) & (
+        loudness_db > loudness_db.max() - _VOICED_RANGE_DB
+    )
     semitones = 12.0 * np.log2(pitch_hz / 100.0)
     if voiced.sum() >= 2:
         semitones = np.interp(np.arange(len(semitones)), np.flatnonzero(voiced), semitones[voiced])
@@ -276,7 +287,9 @@ def frames(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
         return log_mel_frames(samples, config=config)
     if config.kind is FeatureKind.LOGMEL_VOICE_FRAMES:  # one spectrum serves both
         power = _power_spectrum(samples, n_fft=config.n_fft, hop_length=config.hop_length)
-        return np.concatenate([_log_mel(power, config), _voice_tracks(samples, power, config)], axis=1)
+        return np.concatenate(
+            [_log_mel(power, config), _voice_tracks(samples, power, config)], axis=1
+        )
     return mfcc_frames(samples, config=config)
 
 
@@ -303,7 +316,8 @@ def _smile() -> Any:
     import opensmile  # a second or so of imports: only models that use it pay for it
 
     return opensmile.Smile(
-        feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=opensmile.FeatureLevel.Functionals
+        feature_set=opensmile.FeatureSet.eGeMAPSv02,
+        feature_level=opensmile.FeatureLevel.Functionals,
     )
 
 

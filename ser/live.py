@@ -334,10 +334,13 @@ class LiveSession:
             late_s = self._received_s - self._next_due_s
             waiting = max(0, math.floor(late_s / self.interval_s + 1e-9))
             return LiveStats(
-                self._received_s, self._kept / self.rate_hz,
+                self._received_s,
+                self._kept / self.rate_hz,
                 self._kept >= round(self.max_take_s * self.rate_hz),
-                self._count, self._dropped + waiting, mean,
-            )  # fmt: skip
+                self._count,
+                self._dropped + waiting,
+                mean,
+            )
 
     def take(self) -> Audio:
         """The take so far, at the model's rate (the first ``max_take_s`` seconds of it)."""

@@ -62,7 +62,9 @@ class Recipe:
     spec_augment: bool = False  # mask random time steps and feature bands in training crops
     statistics_heads: int = 0  # MLPs on whole-clip band statistics, averaged, then with the network
     head_cepstra: int = 0  # the heads also read statistics of this many cepstral coefficients
-    head_smoothing_frames: int = 0  # ... and extremes of the columns' moving average over this many frames
+    head_smoothing_frames: int = (
+        0  # ... and extremes of the columns' moving average over this many frames
+    )
     head_shape_moments: bool = False  # ... and the columns' skewness and kurtosis
     balance_corpora: bool = False  # weight clips so that every corpus counts alike in training
 
@@ -104,7 +106,9 @@ RECIPES: dict[ModelType, Recipe] = {
     # Levelled first: otherwise the answer follows the microphone's gain.
     ModelType.LOGMEL_CNN: replace(
         _CROPPED_CNN,
-        features=FeatureConfig(kind=FeatureKind.LOGMEL_FRAMES, n_mels=64, trim_db=30.0, level_dbfs=-20.0),
+        features=FeatureConfig(
+            kind=FeatureKind.LOGMEL_FRAMES, n_mels=64, trim_db=30.0, level_dbfs=-20.0
+        ),
     ),
 }
 # The two see the clip differently (3 s crops vs whole-clip statistics), so their errors differ
@@ -116,7 +120,9 @@ RECIPES[ModelType.LOGMEL_FUSION] = replace(RECIPES[ModelType.LOGMEL_CNN], statis
 # moments, and three of them are averaged: each screened as a gain on folds 1, 3 and 5 (README).
 RECIPES[ModelType.LOGMEL_VOICE] = replace(
     RECIPES[ModelType.LOGMEL_FUSION],
-    features=replace(RECIPES[ModelType.LOGMEL_FUSION].features, kind=FeatureKind.LOGMEL_VOICE_FRAMES),
+    features=replace(
+        RECIPES[ModelType.LOGMEL_FUSION].features, kind=FeatureKind.LOGMEL_VOICE_FRAMES
+    ),
     statistics_heads=3,
     head_cepstra=20,
     head_smoothing_frames=9,  # about 0.2 s
@@ -129,13 +135,17 @@ RECIPES[ModelType.LOGMEL_VOICE] = replace(
 # python -m ser.bench channels). Recordings below 22.05 kHz are answered by this one.
 RECIPES[ModelType.LOGMEL_VOICE_16K] = replace(
     RECIPES[ModelType.LOGMEL_VOICE],
-    features=replace(RECIPES[ModelType.LOGMEL_VOICE].features, sample_rate_hz=16_000, n_fft=1024, hop_length=384),
+    features=replace(
+        RECIPES[ModelType.LOGMEL_VOICE].features, sample_rate_hz=16_000, n_fft=1024, hop_length=384
+    ),
 )
 
 # Built to carry across corpora (leave-one-corpus-out, README): a small standard set of voice
 # functionals, levelled, at 16 kHz (0-8 kHz), with every training corpus weighted alike.
 RECIPES[ModelType.EGEMAPS_LINEAR] = Recipe(
-    features=FeatureConfig(kind=FeatureKind.EGEMAPS, sample_rate_hz=16_000, trim_db=30.0, level_dbfs=-20.0),
+    features=FeatureConfig(
+        kind=FeatureKind.EGEMAPS, sample_rate_hz=16_000, trim_db=30.0, level_dbfs=-20.0
+    ),
     epochs=40,
     batch_size=64,
     learning_rate=3e-3,
@@ -146,9 +156,7 @@ STATISTICS_HEAD_EPOCHS = 80
 STATISTICS_HEAD_BATCH = 64
 
 
-def build_model(
-    model_type: ModelType, *, n_labels: int, train_features: np.ndarray
-) -> keras.Model:
+def build_model(model_type: ModelType, *, n_labels: int, train_features: np.ndarray) -> keras.Model:
     """A compiled network for ``model_type``; ``train_features`` adapt its scaling."""
     logmel_cnn = functools.partial(_build_logmel_cnn, n_mels=RECIPES[model_type].features.n_mels)
     builders = {
@@ -210,7 +218,12 @@ def _build_egemaps_linear(*, n_labels: int, train_features: np.ndarray) -> keras
     inputs = keras.Input(shape=(train_features.shape[-1],), name="egemaps")
     x = _scaler(train_features)(inputs)
     x = layers.GaussianNoise(0.3)(x)  # training only
-    outputs = layers.Dense(n_labels, activation="softmax", kernel_regularizer=keras.regularizers.L2(1e-3), name="emotion")(x)
+    outputs = layers.Dense(
+        n_labels,
+        activation="softmax",
+        kernel_regularizer=keras.regularizers.L2(1e-3),
+        name="emotion",
+    )(x)
     return keras.Model(inputs, outputs, name="egemaps_linear")
 
 
@@ -289,7 +302,9 @@ def band_statistics(
     # Each frame twice, so even a one-frame clip has a frame-to-frame change (zero, not NaN);
     # this halves the figure for every clip alike, which the head's scaling absorbs.
     doubled = layers.UpSampling1D(2)(frames)
-    change = layers.Subtract()([layers.Cropping1D((1, 0))(doubled), layers.Cropping1D((0, 1))(doubled)])
+    change = layers.Subtract()(
+        [layers.Cropping1D((1, 0))(doubled), layers.Cropping1D((0, 1))(doubled)]
+    )
     change_power = average()(layers.Multiply()([change, change]))
     figures = [mean, variance, _minimum(frames), _maximum(frames), change_power]
     if smoothing_frames:
@@ -317,7 +332,12 @@ def _minimum(frames: keras.KerasTensor) -> keras.KerasTensor:
 
 
 def statistics_extractor(
-    n_bands: int, *, n_mels: int = 0, n_cepstra: int = 0, smoothing_frames: int = 0, shape_moments: bool = False
+    n_bands: int,
+    *,
+    n_mels: int = 0,
+    n_cepstra: int = 0,
+    smoothing_frames: int = 0,
+    shape_moments: bool = False,
 ) -> keras.Model:
     """Frames (any length) to their band statistics (see ``band_statistics``); its only weights are fixed.
 
@@ -335,7 +355,9 @@ def statistics_extractor(
         cepstra = dct(inputs)
         dct.set_weights([cepstral_basis(n_bands, n_mels=n_mels, n_cepstra=n_cepstra)])
         frames = layers.Concatenate()([inputs, cepstra])
-    statistics = band_statistics(frames, smoothing_frames=smoothing_frames, shape_moments=shape_moments)
+    statistics = band_statistics(
+        frames, smoothing_frames=smoothing_frames, shape_moments=shape_moments
+    )
     return keras.Model(inputs, statistics, name="band_statistics")
 
 
@@ -348,7 +370,9 @@ def cepstral_basis(n_bands: int, *, n_mels: int, n_cepstra: int) -> np.ndarray:
     import scipy.fft
 
     basis = np.zeros((n_bands, n_cepstra), dtype=np.float32)
-    basis[:n_mels] = scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=1)[:, 1 : n_cepstra + 1]
+    basis[:n_mels] = scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=1)[
+        :, 1 : n_cepstra + 1
+    ]
     return basis
 
 

@@ -74,13 +74,15 @@ class Timeline:
         records = []
         for start, row in zip(self.start_s, self.probabilities, strict=True):
             prediction = Prediction(self.labels, row)
-            records.append({
-                "start_s": round(float(start), 3),
-                "end_s": round(float(start) + self.window_s, 3),
-                "emotion": prediction.emotion,
-                "confidence": round(prediction.confidence, 4),
-                "probabilities": {k: round(v, 4) for k, v in prediction.as_dict().items()},
-            })  # fmt: skip
+            records.append(
+                {
+                    "start_s": round(float(start), 3),
+                    "end_s": round(float(start) + self.window_s, 3),
+                    "emotion": prediction.emotion,
+                    "confidence": round(prediction.confidence, 4),
+                    "probabilities": {k: round(v, 4) for k, v in prediction.as_dict().items()},
+                }
+            )
         return records
 
 
@@ -107,7 +109,11 @@ class Recognizer:
         self.config = info.features
         # Fitted on held-out corpora at training time (ser.evaluation); 1.0 for older models.
         self.temperature = float((info.metadata.get("calibration") or {}).get("temperature") or 1.0)
-        shape = (None, self.config.dim) if not self.config.is_sequence else (None, None, self.config.dim)
+        shape = (
+            (None, self.config.dim)
+            if not self.config.is_sequence
+            else (None, None, self.config.dim)
+        )
         self._call = tf.function(
             lambda x: model(x, training=False),
             input_signature=[tf.TensorSpec(shape=shape, dtype=tf.float32)],
@@ -127,7 +133,9 @@ class Recognizer:
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for a batch of feature arrays of equal shape."""
         raw = self._call(np.asarray(batch, dtype=np.float32)).numpy()
-        return raw if self.temperature == 1.0 else with_temperature(raw, temperature=self.temperature)
+        return (
+            raw if self.temperature == 1.0 else with_temperature(raw, temperature=self.temperature)
+        )
 
     def predict_samples(self, samples: np.ndarray) -> Prediction:
         """Probabilities for mono samples at the model's rate."""
@@ -146,7 +154,9 @@ class Recognizer:
         width, hop = max(1, round(window_s * rate)), max(1, round(hop_s * rate))
         starts = np.arange(0, max(1, len(samples) - width + 1), hop)
         rows = [self.predict_samples(samples[s : s + width]).probabilities for s in starts]
-        speech_s = np.array([speech_duration_s(samples[s : s + width], sample_rate_hz=rate) for s in starts])
+        speech_s = np.array(
+            [speech_duration_s(samples[s : s + width], sample_rate_hz=rate) for s in starts]
+        )
         return Timeline(self.labels, starts / rate, window_s, np.stack(rows), speech_s)
 
     def recognise_audio(self, audio: Audio, *, name: str = "clip") -> Result:
@@ -186,15 +196,22 @@ class Recognizer:
         label = name or (None if isinstance(source, bytes) else Path(source).name)
         audio = load_audio(source, sample_rate_hz=self.config.sample_rate_hz, name=label)
         source_rate_hz = audio.source_sample_rate_hz
-        other = narrower(source_rate_hz) if narrower and source_rate_hz < self.config.sample_rate_hz else None
+        other = (
+            narrower(source_rate_hz)
+            if narrower and source_rate_hz < self.config.sample_rate_hz
+            else None
+        )
         if other is None:
             return self.recognise_audio(audio, name=label or "recording")
         result = other.recognise(source, name=name)
-        result.caveats.insert(0, (
-            f"Answered by the model {other.info.name}, which hears up to "
-            f"{other.config.sample_rate_hz / 2000:g} kHz: this recording was made at "
-            f"{source_rate_hz / 1000:g} kHz, and {self.info.name} learnt from higher frequencies."
-        ))  # fmt: skip
+        result.caveats.insert(
+            0,
+            (
+                f"Answered by the model {other.info.name}, which hears up to "
+                f"{other.config.sample_rate_hz / 2000:g} kHz: this recording was made at "
+                f"{source_rate_hz / 1000:g} kHz, and {self.info.name} learnt from higher frequencies."
+            ),
+        )
         return result
 
     def recognise_many(
@@ -224,7 +241,9 @@ def narrower_for(
     then answers, with its low-rate caveat)."""
 
     def narrower(source_rate_hz: int) -> Recognizer | None:
-        info = model_for_source_rate(models(), source_rate_hz=source_rate_hz, labels=recognizer.labels)
+        info = model_for_source_rate(
+            models(), source_rate_hz=source_rate_hz, labels=recognizer.labels
+        )
         if info is None:
             return None
         try:

@@ -39,45 +39,66 @@ _FRACTION: Spec = (_NUMBER, False, None)
 _POSITIVE: Spec = (int, True, None)
 SCHEMA: dict[str, Spec] = {
     "labels": (list, True, None),  # distinct emotion names, at least two (checked below)
-    "features": (dict, True, {
-        "kind": (str, True, None),
-        "sample_rate_hz": _POSITIVE,
-        "n_mfcc": _POSITIVE,
-        "n_mels": _POSITIVE,
-        "n_fft": _POSITIVE,
-        "hop_length": _POSITIVE,
-        "trim_db": ((*_NUMBER, type(None)), False, None),
-        "level_dbfs": ((*_NUMBER, type(None)), False, None),
-    }),
-    "evaluation": (dict, False, {
-        "protocol": (str, False, None),
-        "mean_accuracy": _FRACTION,
-        "mean_uar": _FRACTION,
-        "folds": (list, False, None),
-        "confusion": (list, False, None),
-        "labels": (list, False, None),
-    }),
-    "trained_on": (dict, False, {
-        "corpora": (dict, False, None),
-        "clips": (int, False, None),
-        "speakers": (int, False, None),
-        "emotions": (dict, False, None),
-    }),
+    "features": (
+        dict,
+        True,
+        {
+            "kind": (str, True, None),
+            "sample_rate_hz": _POSITIVE,
+            "n_mfcc": _POSITIVE,
+            "n_mels": _POSITIVE,
+            "n_fft": _POSITIVE,
+            "hop_length": _POSITIVE,
+            "trim_db": ((*_NUMBER, type(None)), False, None),
+            "level_dbfs": ((*_NUMBER, type(None)), False, None),
+        },
+    ),
+    "evaluation": (
+        dict,
+        False,
+        {
+            "protocol": (str, False, None),
+            "mean_accuracy": _FRACTION,
+            "mean_uar": _FRACTION,
+            "folds": (list, False, None),
+            "confusion": (list, False, None),
+            "labels": (list, False, None),
+        },
+    ),
+    "trained_on": (
+        dict,
+        False,
+        {
+            "corpora": (dict, False, None),
+            "clips": (int, False, None),
+            "speakers": (int, False, None),
+            "emotions": (dict, False, None),
+        },
+    ),
     "training": (dict, False, None),
     "cross_corpus": (dict, False, None),
-    "calibration": (dict, False, {"temperature": (_NUMBER, True, None), "fitted_on": (str, False, None)}),
+    "calibration": (
+        dict,
+        False,
+        {"temperature": (_NUMBER, True, None), "fitted_on": (str, False, None)},
+    ),
     "shipped": (bool, False, None),
     "sha256": (str, False, None),
     "command": (str, False, None),
     "model_type": (str, False, None),
     "title": (str, False, None),
     "created_utc": (str, False, None),
-}  # fmt: skip
+}
 
 
 def _type_name(value: object) -> str:
-    return {dict: "an object", list: "a list", str: "text", bool: "true or false",
-            type(None): "null"}.get(type(value), "a number")  # fmt: skip
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "text",
+        bool: "true or false",
+        type(None): "null",
+    }.get(type(value), "a number")
 
 
 def _check_fields(data: object, spec: dict[str, Spec], where: str) -> None:
@@ -250,7 +271,12 @@ def default_model(models: list[ModelInfo]) -> ModelInfo | None:
 
     def rank(m: ModelInfo) -> tuple[bool, bool, float, float]:
         accurate = (m.accuracy or 0.0) >= DEFAULT_MIN_ACCURACY
-        return (m.shipped, accurate, worst_unseen_accuracy(m) or 0.0 if accurate else 0.0, m.accuracy or 0.0)
+        return (
+            m.shipped,
+            accurate,
+            worst_unseen_accuracy(m) or 0.0 if accurate else 0.0,
+            m.accuracy or 0.0,
+        )
 
     ranked = sorted(usable, key=rank, reverse=True)
     return ranked[0] if ranked else None
@@ -265,9 +291,13 @@ def model_for_source_rate(
     16 kHz file) for a cue: such a recording is better answered by a model that never heard it.
     """
     fitting = [
-        m for m in models
-        if m.ok and m.shipped and m.labels == list(labels) and m.features.sample_rate_hz <= source_rate_hz
-    ]  # fmt: skip
+        m
+        for m in models
+        if m.ok
+        and m.shipped
+        and m.labels == list(labels)
+        and m.features.sample_rate_hz <= source_rate_hz
+    ]
     return default_model(fitting)
 
 

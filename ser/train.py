@@ -137,7 +137,9 @@ def _file_key(path: Path, augmentation: str) -> str:
     return hashlib.sha1(identity.encode("utf-8", "surrogateescape")).hexdigest()  # any file name
 
 
-def _augment(samples: np.ndarray, augmentation: str, *, sample_rate_hz: int, seed: int) -> np.ndarray:
+def _augment(
+    samples: np.ndarray, augmentation: str, *, sample_rate_hz: int, seed: int
+) -> np.ndarray:
     """A deterministic variant of a clip (same file, same variant), for training only."""
     if not augmentation:
         return samples
@@ -160,7 +162,9 @@ def _cache_path(cache_root: str | Path, cfg: FeatureConfig, key: str) -> Path:
     return Path(cache_root) / cfg.cache_key() / key[:2] / f"{key}.npy"
 
 
-def _clip_features(path: str, config: dict[str, Any], augmentation: str, cache_root: str) -> np.ndarray | str:
+def _clip_features(
+    path: str, config: dict[str, Any], augmentation: str, cache_root: str
+) -> np.ndarray | str:
     """Worker: one clip's features (from the cache when there), or the reason it failed."""
     from . import features as feats
     from .audio import load_audio
@@ -213,7 +217,9 @@ def extract_features(
     # Threads, not processes: decoding, FFTs and matrix products release the GIL, and
     # threads need no re-import of the caller's __main__ (scripts, Streamlit) per worker.
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_clip_batch, chunk, config.to_dict(), cache_root) for chunk in chunks]
+        futures = [
+            pool.submit(_clip_batch, chunk, config.to_dict(), cache_root) for chunk in chunks
+        ]
         for future in futures:
             if stop is not None and stop.is_set():
                 for pending in futures:
@@ -244,7 +250,9 @@ class Prepared:
         return np.array([c.speaker for c in self.clips])
 
 
-def _relabel(clips: Sequence[LabelledClip], options: TrainOptions) -> list[tuple[LabelledClip, str]]:
+def _relabel(
+    clips: Sequence[LabelledClip], options: TrainOptions
+) -> list[tuple[LabelledClip, str]]:
     merge = dict(options.merge)
     kept = []
     for clip in clips:
@@ -254,13 +262,17 @@ def _relabel(clips: Sequence[LabelledClip], options: TrainOptions) -> list[tuple
     return kept
 
 
-def _feature_jobs(relabelled: Sequence[tuple[LabelledClip, str]], options: TrainOptions) -> list[tuple[Path, str]]:
+def _feature_jobs(
+    relabelled: Sequence[tuple[LabelledClip, str]], options: TrainOptions
+) -> list[tuple[Path, str]]:
     """(path, augmentation) for every clip and variant ``prepare`` needs, clips first."""
     augmentations = [a.value for a in options.augment]
     return [(clip.path, aug) for aug in ["", *augmentations] for clip, _ in relabelled]
 
 
-def cached_count(report: ScanReport, options: TrainOptions, *, cache_dir: Path | None = None) -> tuple[int, int]:
+def cached_count(
+    report: ScanReport, options: TrainOptions, *, cache_dir: Path | None = None
+) -> tuple[int, int]:
     """(cached, total): how many of the feature computations ``prepare`` needs are cached."""
     jobs = _feature_jobs(_relabel(report.clips, options), options)
     root = cache_dir or default_cache_dir()
@@ -313,7 +325,9 @@ def prepare(
     _require_enough(Counter(emotion for _, emotion in relabelled), options)  # before the work
     augmentations = [a.value for a in options.augment]
     jobs = _feature_jobs(relabelled, options)
-    values = extract_features(jobs, config=options.features, cache_dir=cache_dir, progress=progress, stop=stop)
+    values = extract_features(
+        jobs, config=options.features, cache_dir=cache_dir, progress=progress, stop=stop
+    )
     n = len(relabelled)
     reasons: dict[int, str] = {}
     for j, value in enumerate(values):
@@ -365,7 +379,9 @@ def speaker_folds(speakers: np.ndarray, n_folds: int) -> list[Split]:
         )
     fold_of = {s: i % n_folds for i, s in enumerate(unique)}
     assignment = np.array([fold_of[s] for s in speakers.tolist()])
-    return [(np.flatnonzero(assignment != k), np.flatnonzero(assignment == k)) for k in range(n_folds)]
+    return [
+        (np.flatnonzero(assignment != k), np.flatnonzero(assignment == k)) for k in range(n_folds)
+    ]
 
 
 def holdout_split(data: Prepared, validation: Validation, *, seed: int) -> Split:
@@ -523,8 +539,12 @@ def fit(
     )
     _raise_if_stopped(stop, len(history.epoch))
     if recipe.statistics_heads:
-        model = _add_statistics_heads(model, features, y, recipe=recipe, progress=progress, stop=stop, stage=stage)
-    return forget_training_state(model), {k: [float(v) for v in vs] for k, vs in history.history.items()}
+        model = _add_statistics_heads(
+            model, features, y, recipe=recipe, progress=progress, stop=stop, stage=stage
+        )
+    return forget_training_state(model), {
+        k: [float(v) for v in vs] for k, vs in history.history.items()
+    }
 
 
 def _raise_if_stopped(stop: threading.Event | None, epochs_done: int) -> None:
@@ -564,7 +584,9 @@ def _add_statistics_heads(
             y,
             epochs=STATISTICS_HEAD_EPOCHS,
             batch_size=STATISTICS_HEAD_BATCH,
-            callbacks=[_reporter(f"{stage} · {HEAD_STAGE}{which}", STATISTICS_HEAD_EPOCHS, progress, stop)],
+            callbacks=[
+                _reporter(f"{stage} · {HEAD_STAGE}{which}", STATISTICS_HEAD_EPOCHS, progress, stop)
+            ],
             verbose=0,
         )
         _raise_if_stopped(stop, len(history.epoch))
@@ -634,7 +656,9 @@ class Scores:
 
 def score(model: keras.Model, data: Prepared, test_index: np.ndarray) -> Scores:
     """Scores on the held-out clips, each clip predicted whole, as in the app."""
-    return score_features(model, [data.features[i] for i in test_index], data.targets[test_index], data.labels)
+    return score_features(
+        model, [data.features[i] for i in test_index], data.targets[test_index], data.labels
+    )
 
 
 def score_features(
@@ -699,23 +723,32 @@ class Evaluation:
 
         if not self.outputs:
             return None
-        return float(np.mean([
-            expected_calibration_error(with_temperature(p, temperature=temperature), t) for p, t in self.outputs
-        ]))  # fmt: skip
+        return float(
+            np.mean(
+                [
+                    expected_calibration_error(with_temperature(p, temperature=temperature), t)
+                    for p, t in self.outputs
+                ]
+            )
+        )
 
     def to_dict(self, *, temperature: float | None = None) -> dict[str, Any]:
         figures: dict[str, Any] = {
             "protocol": self.protocol,
             "mean_accuracy": round(self.mean_accuracy, 4),
             "mean_uar": round(self.mean_uar, 4),
-            "folds": [{"accuracy": round(f.accuracy, 4), "uar": round(f.uar, 4)} for f in self.folds],
+            "folds": [
+                {"accuracy": round(f.accuracy, 4), "uar": round(f.uar, 4)} for f in self.folds
+            ],
             "labels": list(self.folds[0].labels),
             "confusion": self.total.confusion.tolist(),
         }
         if self.outputs:
             figures["mean_ece"] = round(self.mean_ece() or 0.0, 4)
             if temperature is not None:
-                figures["mean_ece_calibrated"] = round(self.mean_ece(temperature=temperature) or 0.0, 4)
+                figures["mean_ece_calibrated"] = round(
+                    self.mean_ece(temperature=temperature) or 0.0, 4
+                )
         return figures
 
 
@@ -733,12 +766,12 @@ def cross_validate(
     use_ravdess = n_folds == RAVDESS_FOLDS and any(ravdess_actor(c.speaker) for c in data.clips)
     folds = ravdess_folds(data.clips) if use_ravdess else speaker_folds(data.speakers, n_folds)
     folds = [fold for fold in folds if len(fold[1])]  # a partial RAVDESS copy lacks some actors
-    protocol = (
-        "RAVDESS 6-fold by actor" if use_ravdess else f"{n_folds}-fold by speaker"
-    )
+    protocol = "RAVDESS 6-fold by actor" if use_ravdess else f"{n_folds}-fold by speaker"
     results, outputs = [], []
     for k, (train_index, test_index) in enumerate(folds, start=1):
-        model, _ = fit(data, train_index, options, progress=progress, stop=stop, stage=f"fold {k}/{len(folds)}")
+        model, _ = fit(
+            data, train_index, options, progress=progress, stop=stop, stage=f"fold {k}/{len(folds)}"
+        )
         probabilities = predict_probabilities(model, [data.features[i] for i in test_index])
         outputs.append((probabilities, data.targets[test_index]))
         results.append(scores_of(probabilities, data.targets[test_index], data.labels))
@@ -761,21 +794,30 @@ def prepare_across_corpora(
     """
     test_roots = [Path(f).resolve() for f in test_folders]
     train_roots = [Path(f).resolve() for f in train_folders]
-    if any(a == b or a.is_relative_to(b) or b.is_relative_to(a) for a in test_roots for b in train_roots):
+    if any(
+        a == b or a.is_relative_to(b) or b.is_relative_to(a)
+        for a in test_roots
+        for b in train_roots
+    ):
         raise TrainingError("The test folders overlap the training folders; give separate corpora.")
     report = scan([*train_folders, *test_folders])
 
     def on_test_side(clip: LabelledClip) -> bool:
         return any(clip.path.resolve().is_relative_to(root) for root in test_roots)
 
-    sides = [{e for c, e in _relabel(report.clips, options) if on_test_side(c) is side} for side in (False, True)]
+    sides = [
+        {e for c, e in _relabel(report.clips, options) if on_test_side(c) is side}
+        for side in (False, True)
+    ]
     shared = tuple(e for e in ALL_EMOTIONS if e in sides[0] & sides[1])
     if len(shared) < 2:
         raise TrainingError(
             f"The training and test corpora share {len(shared)} emotion(s) ({', '.join(shared) or 'none'}); "
             "a cross-corpus test needs at least two."
         )
-    data = prepare(report, replace(options, emotions=shared), cache_dir=cache_dir, progress=progress, stop=stop)
+    data = prepare(
+        report, replace(options, emotions=shared), cache_dir=cache_dir, progress=progress, stop=stop
+    )
     test = np.array([on_test_side(c) for c in data.clips], dtype=bool)
     return data, (np.flatnonzero(~test), np.flatnonzero(test))
 
@@ -819,7 +861,9 @@ def train_holdout(
 ) -> HoldoutResult:
     """Train on the training side of one split and score the held-out side."""
     train_index, test_index = holdout_split(data, options.validation, seed=options.seed)
-    model, history = fit(data, train_index, options, test_index=test_index, progress=progress, stop=stop)
+    model, history = fit(
+        data, train_index, options, test_index=test_index, progress=progress, stop=stop
+    )
     held_out = {data.clips[i].speaker for i in test_index}
     protocol = (
         "random 20% split (speakers leak: overstates accuracy)"

@@ -168,15 +168,25 @@ def streamlit_server(
     child_env.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
     child_env["PYTHONUNBUFFERED"] = "1"
     cmd = [
-        sys.executable, "-m", "streamlit", "run", str(script),
-        "--server.port", str(port),
-        "--server.address", "127.0.0.1",
-        "--server.headless", "true",
-        "--server.runOnSave", "false",
-        "--server.fileWatcherType", "none",
-        "--browser.gatherUsageStats", "false",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--server.runOnSave",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
         *extra_args,
-    ]  # fmt: skip
+    ]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             cmd,

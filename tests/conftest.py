@@ -63,7 +63,9 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_corpus(tmp_path_factory.mktemp("tiny_corpus"))
 
 
-def _save_tiny_model(model_type: str, name: str, *, epochs: int, corpus: Path, folder: Path, cache: Path) -> None:
+def _save_tiny_model(
+    model_type: str, name: str, *, epochs: int, corpus: Path, folder: Path, cache: Path
+) -> None:
     """Train ``model_type`` briefly on the tiny corpus and save the held-out model as ``name``."""
     from ser import store, train
     from ser.models import ModelType
@@ -73,7 +75,12 @@ def _save_tiny_model(model_type: str, name: str, *, epochs: int, corpus: Path, f
     held = train.train_holdout(data, options)  # the held-out model is the one saved
     evaluation = train.holdout_evaluation(held)
     meta = train.metadata(
-        data, options, evaluation=evaluation, command="tests", shipped=True, train_index=held.train_index,
+        data,
+        options,
+        evaluation=evaluation,
+        command="tests",
+        shipped=True,
+        train_index=held.train_index,
     )
     store.save_model(held.model, meta, name=name, models_dir=folder)
 
@@ -83,8 +90,12 @@ def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path)
     """A models folder with a classic and a CNN model trained briefly on the tiny corpus."""
     folder = tmp_path_factory.mktemp("models")
     cache = tmp_path_factory.mktemp("feature_cache")
-    _save_tiny_model("mfcc_lstm", "tiny-classic", epochs=40, corpus=tiny_corpus, folder=folder, cache=cache)
-    _save_tiny_model("mfcc_cnn", "tiny-cnn", epochs=8, corpus=tiny_corpus, folder=folder, cache=cache)
+    _save_tiny_model(
+        "mfcc_lstm", "tiny-classic", epochs=40, corpus=tiny_corpus, folder=folder, cache=cache
+    )
+    _save_tiny_model(
+        "mfcc_cnn", "tiny-cnn", epochs=8, corpus=tiny_corpus, folder=folder, cache=cache
+    )
     return folder
 
 
@@ -93,8 +104,12 @@ def tiny_logmel_dir(tmp_path_factory: pytest.TempPathFactory, tiny_corpus: Path)
     """A models folder holding a briefly trained 2-D log-mel CNN and a fused one."""
     folder = tmp_path_factory.mktemp("logmel_models")
     cache = tmp_path_factory.mktemp("logmel_cache")
-    _save_tiny_model("logmel_cnn", "tiny-logmel", epochs=4, corpus=tiny_corpus, folder=folder, cache=cache)
-    _save_tiny_model("logmel_fusion", "tiny-fusion", epochs=2, corpus=tiny_corpus, folder=folder, cache=cache)
+    _save_tiny_model(
+        "logmel_cnn", "tiny-logmel", epochs=4, corpus=tiny_corpus, folder=folder, cache=cache
+    )
+    _save_tiny_model(
+        "logmel_fusion", "tiny-fusion", epochs=2, corpus=tiny_corpus, folder=folder, cache=cache
+    )
     return folder
 
 

@@ -230,8 +230,9 @@ def encoded(
             if sample_format.startswith("s16"):
                 chunk = np.round(np.clip(chunk, -1, 1) * 32767).astype(np.int16)
             planes = chunk.T if sample_format.endswith("p") else chunk.reshape(1, -1)
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes), format=sample_format,
-                                               layout=layout)  # fmt: skip
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(planes), format=sample_format, layout=layout
+            )
             frame.sample_rate, frame.pts = sample_rate_hz, start
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))

@@ -63,8 +63,10 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     folder = tmp_path_factory.mktemp("models")
     features = np.random.default_rng(0).normal(size=(32, 40)).astype(np.float32)
-    for name, accuracy, shipped, protocol in (("a-small", 0.40, False, RANDOM),
-                                              ("b-shipped", 0.61, True, "RAVDESS 6-fold by actor")):  # fmt: skip
+    for name, accuracy, shipped, protocol in (
+        ("a-small", 0.40, False, RANDOM),
+        ("b-shipped", 0.61, True, "RAVDESS 6-fold by actor"),
+    ):
         model = build_model(ModelType.MFCC_LSTM, n_labels=len(LABELS), train_features=features)
         meta = _metadata(name, accuracy=accuracy, shipped=shipped, protocol=protocol)
         save_model(model, meta, name=name, models_dir=folder)
@@ -75,8 +77,10 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     # Listed as usable (the checksum matches) but fails when loaded.
     garbage = b"this is not a keras archive"
     (folder / "c-damaged.keras").write_bytes(garbage)
-    meta = {**_metadata("c-damaged", accuracy=0.3, shipped=False),
-            "sha256": hashlib.sha256(garbage).hexdigest()}  # fmt: skip
+    meta = {
+        **_metadata("c-damaged", accuracy=0.3, shipped=False),
+        "sha256": hashlib.sha256(garbage).hexdigest(),
+    }
     (folder / "c-damaged.json").write_text(json.dumps(meta))
     previous = os.environ.get("SER_MODELS_DIR")
     os.environ["SER_MODELS_DIR"] = str(folder)
@@ -212,12 +216,16 @@ def test_a_model_that_fails_to_load_falls_back_to_the_default(app: AppTest) -> N
     [
         ("notes.wav", b"this is a text file, not audio\n" * 20),
         ("empty.wav", b""),
-        ("silent.wav", signals.audio_bytes(signals.silence(duration_s=2, sample_rate_hz=16_000),
-                                           sample_rate_hz=16_000)),
+        (
+            "silent.wav",
+            signals.audio_bytes(
+                signals.silence(duration_s=2, sample_rate_hz=16_000), sample_rate_hz=16_000
+            ),
+        ),
         ("short.wav", speech_wav(0.2)),
         ("cut.wav", speech_wav()[:30]),
     ],
-)  # fmt: skip
+)
 def test_a_bad_file_shows_the_packages_message_and_the_app_goes_on(
     app: AppTest, name: str, data: bytes
 ) -> None:
@@ -245,11 +253,13 @@ def test_a_file_name_cannot_inject_markdown(app: AppTest) -> None:
 
 def test_many_files_give_a_table_with_an_error_row(app: AppTest) -> None:
     bad = b"not audio at all" * 10
-    app.file_uploader(key="uploads").set_value([
-        ("one.wav", speech_wav(seed=1), "audio/wav"),
-        ("bad.wav", bad, "audio/wav"),
-        ("two.wav", speech_wav(2.5, seed=2), "audio/wav"),
-    ]).run()  # fmt: skip
+    app.file_uploader(key="uploads").set_value(
+        [
+            ("one.wav", speech_wav(seed=1), "audio/wav"),
+            ("bad.wav", bad, "audio/wav"),
+            ("two.wav", speech_wav(2.5, seed=2), "audio/wav"),
+        ]
+    ).run()
     assert not app.exception, app.exception
     table = app.dataframe[0].value
     assert list(table["file"]) == ["one.wav", "bad.wav", "two.wav"]
@@ -288,7 +298,12 @@ def test_the_example_says_what_is_true_of_it(app: AppTest) -> None:
     assert "hesitant" not in note  # the models answer it with any confidence
     assert "not spoken with any emotion" in note and "no answer is the right one" in note
     assert "recorded at 16 kHz" in note
-    assert load_audio(APP.parent / "assets" / "example-speech.wav", sample_rate_hz=RATE_HZ).source_sample_rate_hz == 16_000
+    assert (
+        load_audio(
+            APP.parent / "assets" / "example-speech.wav", sample_rate_hz=RATE_HZ
+        ).source_sample_rate_hz
+        == 16_000
+    )
 
 
 def test_a_random_split_figure_is_never_said_to_be_on_unseen_speakers(app: AppTest) -> None:
@@ -301,7 +316,9 @@ def test_a_random_split_figure_is_never_said_to_be_on_unseen_speakers(app: AppTe
     table = app.dataframe[0].value.set_index("model")
     assert table.loc["a-small", "protocol"].startswith("random split: ")
     assert table.loc["b-shipped", "protocol"].startswith("k-fold by speaker: ")
-    details = [m.value for m in app.main.markdown if "a-small" in m.value or "40.0% accuracy" in m.value]
+    details = [
+        m.value for m in app.main.markdown if "a-small" in m.value or "40.0% accuracy" in m.value
+    ]
     assert details and all("never heard" not in d for d in details)
     specs = [chart.proto.spec for chart in plotly_charts(app)]
     assert any("Confusion matrix (random split)" in spec for spec in specs)
@@ -338,8 +355,13 @@ def test_models_page_lists_models_figures_and_licences(app: AppTest) -> None:
     assert status["no-file"].startswith("broken")
     assert table.set_index("model").loc["b-shipped", "accuracy"] == pytest.approx(0.61)
     text = " ".join(m.value for m in app.markdown)
-    for needed in ("CC BY-NC-SA 4.0", "CC BY-NC-ND 4.0", "Livingstone", "Dupuis",
-                   "Non-commercial use only"):  # fmt: skip
+    for needed in (
+        "CC BY-NC-SA 4.0",
+        "CC BY-NC-ND 4.0",
+        "Livingstone",
+        "Dupuis",
+        "Non-commercial use only",
+    ):
         assert needed in text
     assert "python -m ser train --data DATA --name b-shipped" in [c.value for c in app.code]
     specs = [chart.proto.spec for chart in plotly_charts(app)]

@@ -421,8 +421,13 @@ def test_random_bytes_only_ever_raise_audio_errors() -> None:
 def _phone(case: str, *, duration_s: float = 1.0, channels: int = 1, **options: str) -> bytes:
     muxer, codec, _ = signals.PHONE_FORMATS[case]
     rate = signals.CODEC_RATES_HZ[codec]
-    source = signals.tone(frequency_hz=440, duration_s=duration_s, sample_rate_hz=rate,
-                          amplitude=0.5, channels=channels)  # fmt: skip
+    source = signals.tone(
+        frequency_hz=440,
+        duration_s=duration_s,
+        sample_rate_hz=rate,
+        amplitude=0.5,
+        channels=channels,
+    )
     return signals.encoded(source, sample_rate_hz=rate, muxer=muxer, codec=codec, options=options)
 
 
@@ -456,20 +461,38 @@ def test_phone_formats_are_refused_from_the_header_with_the_same_messages(
     long_memo = _phone("m4a-aac", duration_s=6.0)
     wide = signals.encoded(
         signals.tone(frequency_hz=440, duration_s=0.05, sample_rate_hz=48_000, channels=10),
-        sample_rate_hz=48_000, muxer="matroska", codec="pcm_s16le",
-    )  # fmt: skip
+        sample_rate_hz=48_000,
+        muxer="matroska",
+        codec="pcm_s16le",
+    )
     fast = signals.encoded(
         signals.tone(frequency_hz=440, duration_s=0.05, sample_rate_hz=384_000),
-        sample_rate_hz=384_000, muxer="matroska", codec="pcm_s16le",
-    )  # fmt: skip
+        sample_rate_hz=384_000,
+        muxer="matroska",
+        codec="pcm_s16le",
+    )
     monkeypatch.setattr(audio, "_read_mono", no_decoding)
-    cases = [(long_memo, {"max_duration_s": 5.0}, TooLongError,
-              "'memo' is too long (0:06); the maximum is 0:05 (minutes:seconds). Trim it and try again."),
-             (wide, {}, UnsupportedFormatError,
-              "'memo' has 10 channels; the maximum is 8. Mix it down to mono and try again."),
-             (fast, {}, UnsupportedFormatError,
-              "'memo' has a sample rate of 384,000 Hz; the maximum is 192,000 Hz. "
-              "Resample it to 48 kHz and try again.")]  # fmt: skip
+    cases = [
+        (
+            long_memo,
+            {"max_duration_s": 5.0},
+            TooLongError,
+            "'memo' is too long (0:06); the maximum is 0:05 (minutes:seconds). Trim it and try again.",
+        ),
+        (
+            wide,
+            {},
+            UnsupportedFormatError,
+            "'memo' has 10 channels; the maximum is 8. Mix it down to mono and try again.",
+        ),
+        (
+            fast,
+            {},
+            UnsupportedFormatError,
+            "'memo' has a sample rate of 384,000 Hz; the maximum is 192,000 Hz. "
+            "Resample it to 48 kHz and try again.",
+        ),
+    ]
     for data, kwargs, error, message in cases:
         with pytest.raises(error) as caught:
             load_audio(data, sample_rate_hz=RATE_HZ, name="memo", **kwargs)
@@ -653,8 +676,13 @@ def test_a_low_source_rate_is_flagged() -> None:
     ]
 
 
-@pytest.mark.parametrize(("source_rate_hz", "model_rate_hz", "flagged"), [(16_000, 22_050, True), (16_000, 16_000, False)])
-def test_a_source_rate_is_flagged_only_below_the_models(source_rate_hz: int, model_rate_hz: int, flagged: bool) -> None:
+@pytest.mark.parametrize(
+    ("source_rate_hz", "model_rate_hz", "flagged"),
+    [(16_000, 22_050, True), (16_000, 16_000, False)],
+)
+def test_a_source_rate_is_flagged_only_below_the_models(
+    source_rate_hz: int, model_rate_hz: int, flagged: bool
+) -> None:
     data = signals.audio_bytes(
         signals.speech_like(duration_s=3.0, sample_rate_hz=source_rate_hz, amplitude=0.5),
         sample_rate_hz=source_rate_hz,
@@ -665,7 +693,9 @@ def test_a_source_rate_is_flagged_only_below_the_models(source_rate_hz: int, mod
     assert any("sample rate is low (16 kHz)" in c for c in caveats) is flagged
 
 
-def _band_energy(samples: np.ndarray, *, sample_rate_hz: int, low_hz: float, high_hz: float) -> float:
+def _band_energy(
+    samples: np.ndarray, *, sample_rate_hz: int, low_hz: float, high_hz: float
+) -> float:
     spectrum = np.abs(np.fft.rfft(samples)) ** 2
     hz = np.fft.rfftfreq(len(samples), 1 / sample_rate_hz)
     return float(spectrum[(hz >= low_hz) & (hz < high_hz)].sum())
@@ -679,7 +709,9 @@ def test_band_limited_removes_what_the_source_could_not_hold() -> None:
 
     assert limited.shape == noise.shape
     kept = _band_energy(limited, sample_rate_hz=RATE_HZ, low_hz=0, high_hz=7_000)
-    assert kept == pytest.approx(_band_energy(noise, sample_rate_hz=RATE_HZ, low_hz=0, high_hz=7_000), rel=0.02)
+    assert kept == pytest.approx(
+        _band_energy(noise, sample_rate_hz=RATE_HZ, low_hz=0, high_hz=7_000), rel=0.02
+    )
     above = _band_energy(limited, sample_rate_hz=RATE_HZ, low_hz=8_200, high_hz=RATE_HZ / 2)
     assert above < 1e-4 * kept
     assert audio.band_limited(noise, sample_rate_hz=RATE_HZ, source_rate_hz=44_100) is noise
@@ -691,7 +723,9 @@ def test_with_noise_adds_noise_at_the_asked_level() -> None:
     noisy = audio.with_noise(tone, snr_db=20.0, rng=np.random.default_rng(1))
 
     added = noisy - tone
-    snr_db = 10 * math.log10(np.mean(tone.astype(np.float64) ** 2) / np.mean(added.astype(np.float64) ** 2))
+    snr_db = 10 * math.log10(
+        np.mean(tone.astype(np.float64) ** 2) / np.mean(added.astype(np.float64) ** 2)
+    )
     assert snr_db == pytest.approx(20.0, abs=0.2)
 
 

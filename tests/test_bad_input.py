@@ -85,8 +85,9 @@ def _phone(case: str, **options: str) -> bytes:
     """Speech as a phone or browser records it, encoded by PyAV."""
     muxer, codec, _ = signals.PHONE_FORMATS[case]
     rate_hz = signals.CODEC_RATES_HZ[codec]
-    return signals.encoded(_speech(rate_hz=rate_hz), sample_rate_hz=rate_hz, muxer=muxer,
-                           codec=codec, options=options)  # fmt: skip
+    return signals.encoded(
+        _speech(rate_hz=rate_hz), sample_rate_hz=rate_hz, muxer=muxer, codec=codec, options=options
+    )
 
 
 def _ten_minutes_at_8_khz() -> bytes:
@@ -307,9 +308,10 @@ def test_package(case: Case, recognizer: Recognizer, clean_result: Result, tmp_p
         assert probabilities.sum() == pytest.approx(1.0, abs=1e-4)
         if case.same_as_clean_within is not None:
             np.testing.assert_allclose(
-                probabilities, clean_result.prediction.probabilities,
+                probabilities,
+                clean_result.prediction.probabilities,
                 atol=case.same_as_clean_within,
-            )  # fmt: skip
+            )
 
 
 def test_ten_minutes_is_refused_from_the_header_fast_and_in_little_memory(
@@ -358,11 +360,22 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path) -> 
         path.write_bytes(case.data)
         files += [str(path), str(good)]
     completed = subprocess.run(
-        [sys.executable, "-m", "ser", "--models-dir", str(tiny_models_dir), "predict", "--json",
-         *files],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "ser",
+            "--models-dir",
+            str(tiny_models_dir),
+            "predict",
+            "--json",
+            *files,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    )
     lines = [json.loads(line) for line in completed.stdout.splitlines()]
     return CliRun(completed.returncode, lines, files, completed.stderr)
 

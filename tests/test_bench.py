@@ -11,7 +11,10 @@ from ser import bench
 
 
 def test_gain_reports_each_shipped_model_at_each_level(
-    tiny_models_dir: Path, tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tiny_models_dir: Path,
+    tiny_corpus: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("SER_MODELS_DIR", str(tiny_models_dir))
     bench.main(["gain", "--data", str(tiny_corpus), "--clips", "6"])
@@ -24,7 +27,10 @@ def test_gain_reports_each_shipped_model_at_each_level(
 
 
 def test_a_levelled_model_answers_the_same_at_any_level_below_clipping(
-    tiny_logmel_dir: Path, tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tiny_logmel_dir: Path,
+    tiny_corpus: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("SER_MODELS_DIR", str(tiny_logmel_dir))
     bench.main(["gain", "--data", str(tiny_corpus), "--clips", "8"])
@@ -39,7 +45,10 @@ def test_channels_scores_the_held_out_fold_through_each_channel(
     bench.main(["channels", "--data", str(tiny_corpus), "--model-type", "mfcc_lstm", "--fold", "1"])
     lines = capsys.readouterr().out.splitlines()
     assert "held out: RAVDESS fold 1, 48 clips" in lines[0]
-    scores = {line.split("  ")[0]: [float(v) for v in re.findall(r"([\d.]+)%", line)] for line in lines[1:]}
+    scores = {
+        line.split("  ")[0]: [float(v) for v in re.findall(r"([\d.]+)%", line)]
+        for line in lines[1:]
+    }
     assert list(scores) == list(bench._channels(22_050))
     assert all(len(pair) == 2 and all(0 <= v <= 100 for v in pair) for pair in scores.values())
     assert scores["as recorded"][0] >= 50  # four emotions the tiny corpus makes easy to tell apart

@@ -40,9 +40,14 @@ def mic_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     pause = signals.silence(duration_s=2.0, sample_rate_hz=RATE_HZ)
     excited = signals.speech_like(
-        duration_s=3.0, sample_rate_hz=RATE_HZ, seed=12, f0_hz=260.0, syllable_s=0.12,
-        amplitude=0.7, speech_fraction=0.9,
-    )  # fmt: skip
+        duration_s=3.0,
+        sample_rate_hz=RATE_HZ,
+        seed=12,
+        f0_hz=260.0,
+        syllable_s=0.12,
+        amplitude=0.7,
+        speech_fraction=0.9,
+    )
     path = tmp_path_factory.mktemp("live-mic") / "mic.wav"
     return signals.write_audio(
         path, np.concatenate([speech, pause, excited]), sample_rate_hz=RATE_HZ, subtype="PCM_16"

@@ -26,7 +26,9 @@ SESSIONS = 8
 
 
 def _load_sessions_module():  # noqa: ANN202
-    spec = importlib.util.spec_from_file_location("load_sessions", ROOT / "tools" / "load_sessions.py")
+    spec = importlib.util.spec_from_file_location(
+        "load_sessions", ROOT / "tools" / "load_sessions.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules["load_sessions"] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
@@ -64,8 +66,14 @@ def test_oversized_and_unsupported_uploads_are_refused_and_the_session_goes_on(
     memo.write_bytes(signals.fake_wma())
     # The good clip is what a phone records: AAC in M4A, decoded through PyAV.
     good = tmp_path / "good.m4a"
-    good.write_bytes(signals.encoded(signals.speech_like(duration_s=3.0, sample_rate_hz=44_100,
-                     seed=2), sample_rate_hz=44_100, muxer="ipod", codec="aac"))  # fmt: skip
+    good.write_bytes(
+        signals.encoded(
+            signals.speech_like(duration_s=3.0, sample_rate_hz=44_100, seed=2),
+            sample_rate_hz=44_100,
+            muxer="ipod",
+            codec="aac",
+        )
+    )
 
     with browser.chromium() as chrome:
         page = browser.open_app(chrome, app_url)
@@ -77,8 +85,10 @@ def test_oversized_and_unsupported_uploads_are_refused_and_the_session_goes_on(
         assert "WAV, FLAC, OGG" in dropzone and "M4A" in dropzone and "WEBM" in dropzone.upper()
 
         refused = []
-        for path, reason in ((huge, f"File must be {limit_mb:.1f}MB or smaller."),
-                             (memo, "files are not allowed.")):  # fmt: skip
+        for path, reason in (
+            (huge, f"File must be {limit_mb:.1f}MB or smaller."),
+            (memo, "files are not allowed."),
+        ):
             page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(path)
             browser.wait_for_app_run(page)
             chip = uploader.get_by_test_id("stFileChip").filter(has_text=path.name)
@@ -102,9 +112,12 @@ def test_oversized_and_unsupported_uploads_are_refused_and_the_session_goes_on(
         xsrf = next(c["value"] for c in page.context.cookies() if c["name"] == "_streamlit_xsrf")
         connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
         connection.putrequest("PUT", target.path)
-        for header, value in (("Cookie", f"_streamlit_xsrf={xsrf}"), ("X-Xsrftoken", xsrf),
-                              ("Content-Type", "multipart/form-data; boundary=x"),
-                              ("Content-Length", str(huge.stat().st_size + 200))):  # fmt: skip
+        for header, value in (
+            ("Cookie", f"_streamlit_xsrf={xsrf}"),
+            ("X-Xsrftoken", xsrf),
+            ("Content-Type", "multipart/form-data; boundary=x"),
+            ("Content-Length", str(huge.stat().st_size + 200)),
+        ):
             connection.putheader(header, value)
         connection.endheaders()
         assert connection.getresponse().status == 413

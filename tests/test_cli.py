@@ -17,7 +17,11 @@ ROOT = Path(__file__).parents[1]
 
 @pytest.fixture
 def clips(tmp_path: Path) -> list[Path]:
-    good = write_audio(tmp_path / "good.wav", speech_like(duration_s=1.5, sample_rate_hz=48_000, speech_fraction=1.0), sample_rate_hz=48_000)
+    good = write_audio(
+        tmp_path / "good.wav",
+        speech_like(duration_s=1.5, sample_rate_hz=48_000, speech_fraction=1.0),
+        sample_rate_hz=48_000,
+    )
     bad = tmp_path / "notes.wav"
     bad.write_text("meeting notes")
     return [good, bad]
@@ -40,9 +44,31 @@ def test_predict_json_answers_every_file_and_fails_at_the_end(
 def test_predict_json_gives_a_long_clips_timeline(
     tmp_path: Path, tiny_models_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    long = write_audio(tmp_path / "long.wav", speech_like(duration_s=8.0, sample_rate_hz=16_000, speech_fraction=1.0), sample_rate_hz=16_000)
-    short = write_audio(tmp_path / "short.wav", speech_like(duration_s=2.0, sample_rate_hz=16_000, speech_fraction=1.0), sample_rate_hz=16_000)
-    assert cli.main(["--models-dir", str(tiny_models_dir), "predict", "--model", "tiny-cnn", "--json", str(long), str(short)]) == 0
+    long = write_audio(
+        tmp_path / "long.wav",
+        speech_like(duration_s=8.0, sample_rate_hz=16_000, speech_fraction=1.0),
+        sample_rate_hz=16_000,
+    )
+    short = write_audio(
+        tmp_path / "short.wav",
+        speech_like(duration_s=2.0, sample_rate_hz=16_000, speech_fraction=1.0),
+        sample_rate_hz=16_000,
+    )
+    assert (
+        cli.main(
+            [
+                "--models-dir",
+                str(tiny_models_dir),
+                "predict",
+                "--model",
+                "tiny-cnn",
+                "--json",
+                str(long),
+                str(short),
+            ]
+        )
+        == 0
+    )
     long_line, short_line = (json.loads(line) for line in capsys.readouterr().out.splitlines())
     timeline = long_line["timeline"]
     assert [w["start_s"] for w in timeline] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
@@ -50,31 +76,56 @@ def test_predict_json_gives_a_long_clips_timeline(
     for window in timeline:
         assert set(window) == {"start_s", "end_s", "emotion", "confidence", "probabilities"}
         assert window["emotion"] == max(window["probabilities"], key=window["probabilities"].get)
-        assert window["confidence"] == pytest.approx(max(window["probabilities"].values()), abs=1e-4)
+        assert window["confidence"] == pytest.approx(
+            max(window["probabilities"].values()), abs=1e-4
+        )
     assert "timeline" not in short_line
 
 
 def test_predict_all_good_exits_zero(clips: list[Path], tiny_models_dir: Path) -> None:
-    assert cli.main(["--models-dir", str(tiny_models_dir), "predict", "--model", "tiny-cnn", str(clips[0])]) == 0
+    assert (
+        cli.main(
+            ["--models-dir", str(tiny_models_dir), "predict", "--model", "tiny-cnn", str(clips[0])]
+        )
+        == 0
+    )
 
 
-def test_unknown_model_is_a_clear_error(clips: list[Path], tiny_models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = cli.main(["--models-dir", str(tiny_models_dir), "predict", "--model", "nope", str(clips[0])])
+def test_unknown_model_is_a_clear_error(
+    clips: list[Path], tiny_models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(
+        ["--models-dir", str(tiny_models_dir), "predict", "--model", "nope", str(clips[0])]
+    )
     assert code == 1
     assert "No model named 'nope'. Installed: tiny-classic, tiny-cnn." in capsys.readouterr().err
 
 
-def test_models_marks_the_default(tiny_models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_models_marks_the_default(
+    tiny_models_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["--models-dir", str(tiny_models_dir), "models"]) == 0
     lines = capsys.readouterr().out.splitlines()
     default = store.default_model(store.list_models(tiny_models_dir))
     assert [line for line in lines if line.startswith("* ")] == [f"* {default.summary()}"]
 
 
-def test_train_then_predict_with_the_new_model(tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_then_predict_with_the_new_model(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
     models = tmp_path / "models"
-    args = ["--models-dir", str(models), "train", "--data", str(tiny_corpus), "--name", "cli-model", "--epochs", "30"]
+    args = [
+        "--models-dir",
+        str(models),
+        "train",
+        "--data",
+        str(tiny_corpus),
+        "--name",
+        "cli-model",
+        "--epochs",
+        "30",
+    ]
     assert cli.main(args) == 0
     info = store.find_model("cli-model", models)
     assert info.ok
@@ -86,20 +137,33 @@ def test_train_then_predict_with_the_new_model(tiny_corpus: Path, tmp_path: Path
     assert info.accuracy > 0.5
 
 
-def test_evaluate_prints_folds_and_means(tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_prints_folds_and_means(
+    tiny_corpus: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
     assert cli.main(["evaluate", "--data", str(tiny_corpus), "--epochs", "3", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["protocol"] == "RAVDESS 6-fold by actor"
     assert len(result["folds"]) == 2
-    assert result["mean_accuracy"] == pytest.approx(sum(f["accuracy"] for f in result["folds"]) / 2, abs=1e-3)
+    assert result["mean_accuracy"] == pytest.approx(
+        sum(f["accuracy"] for f in result["folds"]) / 2, abs=1e-3
+    )
 
 
 def test_predict_with_the_shipped_default_model_in_a_subprocess(clips: list[Path]) -> None:
     if store.default_model(store.list_models(ROOT / "models")) is None:
         pytest.skip("no shipped model in models/ yet")
-    out = subprocess.run([sys.executable, "-m", "ser", "predict", "--json", str(clips[0])], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "ser", "predict", "--json", str(clips[0])],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     line = json.loads(out.splitlines()[0])
     assert line["emotion"] in line["probabilities"]
     assert line["model"] == store.default_model(store.list_models(ROOT / "models")).name
@@ -111,16 +175,36 @@ def test_the_shipped_default_hands_a_16_khz_recording_to_a_shipped_model_that_it
     shipped = [m for m in store.list_models(ROOT / "models") if m.ok and m.shipped]
     if not any(m.features.sample_rate_hz <= 16_000 for m in shipped):
         pytest.skip("no shipped model at 16 kHz or below")
-    low = write_audio(tmp_path / "phone.wav", speech_like(duration_s=1.5, sample_rate_hz=16_000, speech_fraction=1.0),
-                      sample_rate_hz=16_000)
+    low = write_audio(
+        tmp_path / "phone.wav",
+        speech_like(duration_s=1.5, sample_rate_hz=16_000, speech_fraction=1.0),
+        sample_rate_hz=16_000,
+    )
     by_name = {m.name: m for m in shipped}
     default = store.default_model(shipped).name
-    wide = max((m for m in shipped if m.features.sample_rate_hz > 16_000), key=lambda m: m.accuracy or 0.0).name
+    wide = max(
+        (m for m in shipped if m.features.sample_rate_hz > 16_000), key=lambda m: m.accuracy or 0.0
+    ).name
     # Without --model: a model that hears the recording whole answers (the default, if it does);
     # a model asked for by name answers everything itself.
     for model_args, first, expected_low in (([], default, True), (["--model", wide], wide, False)):
-        out = subprocess.run([sys.executable, "-m", "ser", "predict", *model_args, "--json", str(clips[0]), str(low)],
-                             cwd=ROOT, capture_output=True, text=True, timeout=120, check=True).stdout
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ser",
+                "predict",
+                *model_args,
+                "--json",
+                str(clips[0]),
+                str(low),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
         full_line, low_line = map(json.loads, out.splitlines())
         assert full_line["model"] == first
         assert (by_name[low_line["model"]].features.sample_rate_hz <= 16_000) is expected_low
@@ -128,11 +212,23 @@ def test_the_shipped_default_hands_a_16_khz_recording_to_a_shipped_model_that_it
         assert low_line["caveats"][0].startswith("Answered by the model ") is handed_on
 
 
-def test_keep_holdout_model_saves_the_evaluated_model(tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keep_holdout_model_saves_the_evaluated_model(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
     models = tmp_path / "models"
-    args = ["--models-dir", str(models), "train", "--data", str(tiny_corpus), "--name", "held",
-            "--epochs", "5", "--keep-holdout-model"]
+    args = [
+        "--models-dir",
+        str(models),
+        "train",
+        "--data",
+        str(tiny_corpus),
+        "--name",
+        "held",
+        "--epochs",
+        "5",
+        "--keep-holdout-model",
+    ]
     assert cli.main(args) == 0
     meta = store.find_model("held", models).metadata
     held_out = sum(sum(row) for row in meta["evaluation"]["confusion"])
@@ -141,27 +237,47 @@ def test_keep_holdout_model_saves_the_evaluated_model(tiny_corpus: Path, tmp_pat
 
 
 def test_train_says_which_clips_were_left_out(
-    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tiny_corpus: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import shutil
 
     corpus = tmp_path / "corpus"
     shutil.copytree(tiny_corpus, corpus)
     silent = corpus / "Actor_01" / "03-01-01-01-01-01-01.wav"
-    write_audio(silent, speech_like(duration_s=1.2, sample_rate_hz=16_000) * 0, sample_rate_hz=16_000)
+    write_audio(
+        silent, speech_like(duration_s=1.2, sample_rate_hz=16_000) * 0, sample_rate_hz=16_000
+    )
     monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
-    args = ["--models-dir", str(tmp_path / "models"), "evaluate", "--data", str(corpus), "--epochs", "1", "--json"]
+    args = [
+        "--models-dir",
+        str(tmp_path / "models"),
+        "evaluate",
+        "--data",
+        str(corpus),
+        "--epochs",
+        "1",
+        "--json",
+    ]
     assert cli.main(args) == 0
     assert f"left out {silent}: '{silent.name}' is silent" in capsys.readouterr().err
 
 
-def test_evaluate_on_an_unseen_corpus(tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_on_an_unseen_corpus(
+    tiny_corpus: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
     unseen = tmp_path / "unseen"
     for seed, emotion in enumerate(("neutral", "angry")):
         (unseen / emotion).mkdir(parents=True)
-        clip = speech_like(duration_s=1.2, sample_rate_hz=16_000, seed=seed)  # distinct: duplicates are dropped
+        clip = speech_like(
+            duration_s=1.2, sample_rate_hz=16_000, seed=seed
+        )  # distinct: duplicates are dropped
         write_audio(unseen / emotion / "a.wav", clip, sample_rate_hz=16_000)
     args = ["evaluate", "--data", str(tiny_corpus), "--test-data", str(unseen), "--epochs", "2"]
     assert cli.main(args) == 0
@@ -173,12 +289,32 @@ def test_evaluate_on_an_unseen_corpus(tiny_corpus: Path, tmp_path: Path, monkeyp
 
 
 @pytest.mark.parametrize("argument", ["-", "/dev/stdin"])
-def test_predict_reads_a_clip_piped_in(argument: str, tiny_models_dir: Path, tmp_path: Path) -> None:
-    clip = write_audio(tmp_path / "c.wav", speech_like(duration_s=1.5, sample_rate_hz=16_000, speech_fraction=1.0), sample_rate_hz=16_000)
+def test_predict_reads_a_clip_piped_in(
+    argument: str, tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    clip = write_audio(
+        tmp_path / "c.wav",
+        speech_like(duration_s=1.5, sample_rate_hz=16_000, speech_fraction=1.0),
+        sample_rate_hz=16_000,
+    )
     run = subprocess.run(
-        [sys.executable, "-m", "ser", "--models-dir", str(tiny_models_dir), "predict", "--model", "tiny-cnn", "--json", argument],
-        input=clip.read_bytes(), capture_output=True, timeout=300, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ser",
+            "--models-dir",
+            str(tiny_models_dir),
+            "predict",
+            "--model",
+            "tiny-cnn",
+            "--json",
+            argument,
+        ],
+        input=clip.read_bytes(),
+        capture_output=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert run.returncode == 0, run.stderr.decode()[-2000:]
     line = json.loads(run.stdout.decode().strip().splitlines()[-1])
     assert line["file"] == "stdin"

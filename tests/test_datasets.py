@@ -208,8 +208,13 @@ def test_scan_other_corpora(tmp_path: Path) -> None:
     report = scan([root])
     assert report.corpus_counts() == {Corpus.SAVEE: 3, Corpus.CREMA_D: 2, Corpus.EMODB: 2}
     assert report.speakers == (
-        "crema-d:1001", "crema-d:1002", "emodb:03", "emodb:08", "savee:DC", "savee:JK",
-    )  # fmt: skip
+        "crema-d:1001",
+        "crema-d:1002",
+        "emodb:03",
+        "emodb:08",
+        "savee:DC",
+        "savee:JK",
+    )
     assert reasons(report) == {"03a01La.wav": "boredom is not one of the 8 emotions"}
 
 

@@ -77,13 +77,15 @@ def test_held_out_scores_only_the_shared_emotions() -> None:
     model_labels = ("neutral", "calm", "happy", "sad")
     # The test corpus has calm, which training never saw: its clips are left out.
     true = ["neutral", "calm", "happy", "sad", "sad"]
-    p = np.array([
-        [0.1, 0.6, 0.2, 0.1],  # neutral: calm is not a choice, so happy wins -> wrong
-        [0.1, 0.8, 0.05, 0.05],  # calm: not scored
-        [0.1, 0.1, 0.7, 0.1],  # happy: right
-        [0.2, 0.1, 0.1, 0.6],  # sad: right
-        [0.5, 0.3, 0.1, 0.1],  # sad: neutral wins -> wrong
-    ])  # fmt: skip
+    p = np.array(
+        [
+            [0.1, 0.6, 0.2, 0.1],  # neutral: calm is not a choice, so happy wins -> wrong
+            [0.1, 0.8, 0.05, 0.05],  # calm: not scored
+            [0.1, 0.1, 0.7, 0.1],  # happy: right
+            [0.2, 0.1, 0.1, 0.6],  # sad: right
+            [0.5, 0.3, 0.1, 0.1],  # sad: neutral wins -> wrong
+        ]
+    )
     out = held_out(
         "x",
         p,
@@ -121,8 +123,15 @@ def _two_corpora(root: Path) -> tuple[Path, Path]:
     for emotion, (code, f0_hz, syllable_s, amplitude) in TINY_EMOTIONS.items():
         (second / emotion).mkdir(parents=True)
         for i in range(6):
-            samples = speech_like(duration_s=1.2, sample_rate_hz=16_000, seed=900 + i * 10 + int(code),
-                                  f0_hz=f0_hz * 1.15, syllable_s=syllable_s, amplitude=amplitude, speech_fraction=1.0)  # fmt: skip
+            samples = speech_like(
+                duration_s=1.2,
+                sample_rate_hz=16_000,
+                seed=900 + i * 10 + int(code),
+                f0_hz=f0_hz * 1.15,
+                syllable_s=syllable_s,
+                amplitude=amplitude,
+                speech_fraction=1.0,
+            )
             write_audio(second / emotion / f"take{i}.wav", samples, sample_rate_hz=16_000)
     return first, second
 
@@ -161,10 +170,26 @@ def test_leave_one_corpus_out_needs_two_corpora(tiny_corpus: Path, tmp_path: Pat
 def test_cli_evaluate_corpus_protocol(tmp_path: Path) -> None:
     first, second = _two_corpora(tmp_path)
     run = subprocess.run(
-        [sys.executable, "-m", "ser", "evaluate", "--protocol", "corpus", "--data", str(first), "--data", str(second),
-         "--epochs", "5", "--json"],
-        capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "SER_CACHE_DIR": str(tmp_path / "c")},
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ser",
+            "evaluate",
+            "--protocol",
+            "corpus",
+            "--data",
+            str(first),
+            "--data",
+            str(second),
+            "--epochs",
+            "5",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "SER_CACHE_DIR": str(tmp_path / "c")},
+    )
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["protocol"] == "leave-one-corpus-out"

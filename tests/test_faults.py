@@ -234,22 +234,39 @@ def feature_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _train_args(models: Path, corpus: Path, *, epochs: int) -> list[str]:
-    return ["--models-dir", str(models), "train", "--data", str(corpus), "--name", "new",
-            "--epochs", str(epochs)]  # fmt: skip
+    return [
+        "--models-dir",
+        str(models),
+        "train",
+        "--data",
+        str(corpus),
+        "--name",
+        "new",
+        "--epochs",
+        str(epochs),
+    ]
 
 
 def _env(cache: Path) -> dict[str, str]:
-    return {**os.environ, "SER_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT),
-            "TF_CPP_MIN_LOG_LEVEL": "2"}  # fmt: skip
+    return {
+        **os.environ,
+        "SER_CACHE_DIR": str(cache),
+        "PYTHONPATH": str(ROOT),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
 
 
 def _run_driver(point: str, args: list[str], cache: Path, tmp_path: Path) -> str:
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     completed = subprocess.run(
-        [sys.executable, str(driver), point, *args], cwd=ROOT, env=_env(cache),
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [sys.executable, str(driver), point, *args],
+        cwd=ROOT,
+        env=_env(cache),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert f"KILLED-AT {point}" in completed.stderr, completed.stderr[-3000:]
     assert completed.returncode == -signal.SIGKILL, completed.stderr[-3000:]
     return completed.stderr
@@ -258,9 +275,12 @@ def _run_driver(point: str, args: list[str], cache: Path, tmp_path: Path) -> str
 def _kill_when(args: list[str], cache: Path, pattern: re.Pattern[bytes]) -> bytes:
     """Run ``python -m ser ARGS``; SIGKILL it from outside once its stderr matches."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ser", *args], cwd=ROOT, env=_env(cache),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [sys.executable, "-m", "ser", *args],
+        cwd=ROOT,
+        env=_env(cache),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     output, deadline = b"", time.monotonic() + 600
     try:
         while not pattern.search(output):
@@ -284,8 +304,9 @@ def test_killed_during_feature_extraction(
 ) -> None:
     before = _visible_files(models)
 
-    stderr = _run_driver("features:40", _train_args(models, tiny_corpus, epochs=1),
-                         feature_cache, tmp_path)  # fmt: skip
+    stderr = _run_driver(
+        "features:40", _train_args(models, tiny_corpus, epochs=1), feature_cache, tmp_path
+    )
 
     assert "training [" not in stderr  # it died in the features stage
     _assert_pre_existing_models_intact(models, before)
@@ -299,14 +320,15 @@ def test_killed_during_feature_extraction(
 
 
 @pytest.mark.slow
-def test_killed_during_fitting(
-    models: Path, tiny_corpus: Path, feature_cache: Path
-) -> None:
+def test_killed_during_fitting(models: Path, tiny_corpus: Path, feature_cache: Path) -> None:
     before = _visible_files(models)
 
     # SIGKILL from outside once two of the 500 epochs are reported.
-    output = _kill_when(_train_args(models, tiny_corpus, epochs=500), feature_cache,
-                        re.compile(rb"training \[[#.]+\] ([2-9]|\d\d+)/500 epochs"))  # fmt: skip
+    output = _kill_when(
+        _train_args(models, tiny_corpus, epochs=500),
+        feature_cache,
+        re.compile(rb"training \[[#.]+\] ([2-9]|\d\d+)/500 epochs"),
+    )
 
     assert b"96 clips" in output  # the features were all there (some from the killed run)
     _assert_pre_existing_models_intact(models, before)
@@ -338,8 +360,9 @@ def test_killed_while_saving(
     assert [p.name for p in models.iterdir() if p.name.startswith(".")] == []
     # The name is free again: the next save of "new" works and is listed.
     info = store.find_model("tiny-classic", models)
-    saved = store.save_model(store.load_keras(info), {**info.metadata, "shipped": False},
-                             name="new", models_dir=models)  # fmt: skip
+    saved = store.save_model(
+        store.load_keras(info), {**info.metadata, "shipped": False}, name="new", models_dir=models
+    )
     assert saved.ok
     assert [m.name for m in store.list_models(models)] == sorted([*PRE_EXISTING, "new"])
 
@@ -361,13 +384,18 @@ def _oserror(code: int):  # noqa: ANN202
 
 
 @pytest.mark.parametrize(
-    ("code", "cause"), [(errno.ENOSPC, "No space left on device"), (errno.EACCES, "Permission denied")]
+    ("code", "cause"),
+    [(errno.ENOSPC, "No space left on device"), (errno.EACCES, "Permission denied")],
 )
 @pytest.mark.parametrize("stage", ["network", "metadata"])
 def test_a_save_error_names_its_cause_and_leaves_nothing(
-    code: int, cause: str, stage: str, models: Path, model_and_meta: tuple,
+    code: int,
+    cause: str,
+    stage: str,
+    models: Path,
+    model_and_meta: tuple,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     model, meta = model_and_meta
     before = _visible_files(models)
     if stage == "network":
@@ -401,8 +429,11 @@ def test_a_models_folder_under_a_file_is_refused_clearly(
 def _small_filesystem(path: Path, size: str) -> Iterator[Path]:
     """A tmpfs of ``size`` mounted at ``path`` (needs root and a system that allows it)."""
     path.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                             capture_output=True, text=True)  # fmt: skip
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
     try:
@@ -418,7 +449,9 @@ def test_a_really_full_disk_is_reported_as_such(tmp_path: Path, model_and_meta: 
         with pytest.raises(ModelError) as caught:
             store.save_model(model, meta, name="new", models_dir=folder)
 
-        assert str(caught.value) == f"Could not save model 'new' in {folder}: No space left on device"
+        assert (
+            str(caught.value) == f"Could not save model 'new' in {folder}: No space left on device"
+        )
         assert list(folder.iterdir()) == []
 
 
@@ -432,8 +465,18 @@ def test_killed_while_overwriting_brings_the_old_model_back(
     mine = {**info.metadata, "shipped": False}
     store.save_model(store.load_keras(info), mine, name="mine", models_dir=models)
     before = _visible_files(models)
-    args = ["--models-dir", str(models), "train", "--data", str(tiny_corpus), "--name", "mine",
-            "--epochs", "1", "--overwrite"]  # fmt: skip
+    args = [
+        "--models-dir",
+        str(models),
+        "train",
+        "--data",
+        str(tiny_corpus),
+        "--name",
+        "mine",
+        "--epochs",
+        "1",
+        "--overwrite",
+    ]
 
     _run_driver(point, args, feature_cache, tmp_path)
 
@@ -451,7 +494,9 @@ def test_overwriting_leaves_no_backup_behind(models: Path) -> None:
     model = store.load_keras(info)
     mine = {**info.metadata, "shipped": False}
     store.save_model(model, mine, name="mine", models_dir=models)
-    store.save_model(model, {**mine, "command": "again"}, name="mine", models_dir=models, overwrite=True)
+    store.save_model(
+        model, {**mine, "command": "again"}, name="mine", models_dir=models, overwrite=True
+    )
     assert store.find_model("mine", models).metadata["command"] == "again"
     assert not list(models.glob(".*.prev.*"))
 

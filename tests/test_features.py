@@ -108,7 +108,9 @@ def test_real_clips_match_librosa(shared_data_dir: Path) -> None:
         trimmed, offset = feats.trim(samples, config=FeatureConfig(trim_db=30.0))
         assert (offset, offset + len(trimmed)) == (start, end)
         expected = np.mean(librosa.feature.mfcc(y=trimmed, sr=22_050, n_mfcc=40).T, axis=0)
-        np.testing.assert_allclose(feats.extract(samples, config=FeatureConfig(trim_db=30.0)), expected, atol=1e-3)
+        np.testing.assert_allclose(
+            feats.extract(samples, config=FeatureConfig(trim_db=30.0)), expected, atol=1e-3
+        )
 
 
 def test_pool_over_frames_is_the_mean(clip: np.ndarray) -> None:
@@ -119,23 +121,40 @@ def test_pool_over_frames_is_the_mean(clip: np.ndarray) -> None:
 
 @pytest.mark.parametrize("kind", [FeatureKind.LOGMEL_FRAMES, FeatureKind.LOGMEL_VOICE_FRAMES])
 def test_levelled_features_do_not_depend_on_the_recording_gain(kind: FeatureKind) -> None:
-    samples = speech_like(duration_s=1.5, sample_rate_hz=22_050, seed=5, f0_hz=180.0, syllable_s=0.2,
-                          amplitude=0.3, speech_fraction=1.0)
+    samples = speech_like(
+        duration_s=1.5,
+        sample_rate_hz=22_050,
+        seed=5,
+        f0_hz=180.0,
+        syllable_s=0.2,
+        amplitude=0.3,
+        speech_fraction=1.0,
+    )
     levelled = FeatureConfig(kind=kind, n_mels=64, trim_db=30.0, level_dbfs=-20.0)
     as_recorded = replace(levelled, level_dbfs=None)
     for gain in (0.05, 3.0):  # -26 dB and +9.5 dB
         np.testing.assert_allclose(
-            feats.extract(samples * gain, config=levelled), feats.extract(samples, config=levelled), atol=1e-3
+            feats.extract(samples * gain, config=levelled),
+            feats.extract(samples, config=levelled),
+            atol=1e-3,
         )
-        assert np.abs(feats.extract(samples * gain, config=as_recorded) - feats.extract(samples, config=as_recorded)).max() > 5
-    assert feats.active_level_dbfs(feats.level(samples, config=levelled), sample_rate_hz=22_050) == (
-        pytest.approx(-20.0, abs=1e-3)
-    )
+        assert (
+            np.abs(
+                feats.extract(samples * gain, config=as_recorded)
+                - feats.extract(samples, config=as_recorded)
+            ).max()
+            > 5
+        )
+    assert feats.active_level_dbfs(
+        feats.level(samples, config=levelled), sample_rate_hz=22_050
+    ) == (pytest.approx(-20.0, abs=1e-3))
 
 
 # --- voice tracks -----------------------------------------------------------------------------
 
-VOICE = FeatureConfig(kind=FeatureKind.LOGMEL_VOICE_FRAMES, n_mels=64, trim_db=30.0, level_dbfs=-20.0)
+VOICE = FeatureConfig(
+    kind=FeatureKind.LOGMEL_VOICE_FRAMES, n_mels=64, trim_db=30.0, level_dbfs=-20.0
+)
 
 
 def _track(tracks: np.ndarray, name: str) -> np.ndarray:
@@ -180,7 +199,9 @@ def test_spectral_shape_tracks_match_librosa(clip: np.ndarray) -> None:
 
 def test_zero_crossings_of_a_sine_are_twice_its_frequency() -> None:
     sine = np.sin(2 * np.pi * 1000.0 * np.arange(22_050) / 22_050).astype(np.float32)
-    inner = _track(feats.voice_tracks(sine, config=VOICE), "zero_crossings")[4:-4]  # edges are padded
+    inner = _track(feats.voice_tracks(sine, config=VOICE), "zero_crossings")[
+        4:-4
+    ]  # edges are padded
     np.testing.assert_allclose(inner, 2 * 1000.0 / 22_050, rtol=0.02)
 
 
@@ -202,5 +223,7 @@ def test_egemaps_survives_tensorflow_loaded_after_ser() -> None:
         "print('ok')\n"
     )
     root = Path(__file__).parents[1]
-    run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300
+    )
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]

@@ -113,8 +113,12 @@ def peak_growth_mb(path: Path) -> tuple[float, str]:
     """Growth of the peak RSS of a fresh process while it loads ``path``, and the outcome."""
     run = subprocess.run(
         [sys.executable, "-c", PEAK_SCRIPT, str(path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     growth, outcome = run.stdout.strip().split("\t", 1)
     return float(growth), outcome
 
@@ -306,9 +310,13 @@ def test_a_terminal_escape_in_a_name_is_shown_not_obeyed(tmp_path: Path) -> None
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ser", *args], cwd=ROOT, capture_output=True, text=True,
-        errors="surrogateescape", timeout=300,
-    )  # fmt: skip
+        [sys.executable, "-m", "ser", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        errors="surrogateescape",
+        timeout=300,
+    )
 
 
 def test_cli_scan_lists_odd_names_escaped(tmp_path: Path) -> None:
@@ -596,8 +604,19 @@ def test_training_refuses_too_few_clips_per_emotion(tmp_path: Path) -> None:
 def test_cli_train_refuses_degenerate_data_and_saves_nothing(tmp_path: Path) -> None:
     corpus = _folders_corpus(tmp_path / "data", {"happy": 1, "angry": 1})
     models = tmp_path / "models"
-    run = _cli("--models-dir", str(models), "train", "--data", str(corpus), "--name", "tiny",
-               "--validation", "random", "--epochs", "1")  # fmt: skip
+    run = _cli(
+        "--models-dir",
+        str(models),
+        "train",
+        "--data",
+        str(corpus),
+        "--name",
+        "tiny",
+        "--validation",
+        "random",
+        "--epochs",
+        "1",
+    )
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
     assert run.stderr.strip().endswith(f"error: {MESSAGES['two-clip-random-split']}")
     assert not models.exists() or not list(models.iterdir())
@@ -625,10 +644,15 @@ def test_two_saves_under_one_name_at_once_do_not_both_succeed(tmp_path: Path) ->
     meta = {"labels": ["happy", "sad"], "features": {"kind": "mean_mfcc"}}
     outcomes: list[object] = []
     threads = [
-        threading.Thread(target=lambda: outcomes.append(_call(
-            lambda: store.save_model(_SlowModel(), meta, name="twin", models_dir=tmp_path))))  # type: ignore[arg-type]
+        threading.Thread(
+            target=lambda: outcomes.append(
+                _call(
+                    lambda: store.save_model(_SlowModel(), meta, name="twin", models_dir=tmp_path)
+                )
+            )
+        )  # type: ignore[arg-type]
         for _ in range(2)
-    ]  # fmt: skip
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -320,10 +320,12 @@ def test_the_live_benchmark_reports_cost_and_interval(
         (None, []),
         ("", []),
         ('[{"urls": "stun:stun.example.org:3478"}]', [{"urls": "stun:stun.example.org:3478"}]),
-        ({"urls": ["turn:t.example.org"], "username": "u", "credential": "c"},
-         [{"urls": ["turn:t.example.org"], "username": "u", "credential": "c"}]),
+        (
+            {"urls": ["turn:t.example.org"], "username": "u", "credential": "c"},
+            [{"urls": ["turn:t.example.org"], "username": "u", "credential": "c"}],
+        ),
     ],
-)  # fmt: skip
+)
 def test_ice_servers_come_from_json_or_secrets(value: object, expected: list[dict]) -> None:
     import live_ui
 

@@ -17,15 +17,25 @@ from tests.signals import audio_bytes, speech_like, write_audio
 
 @pytest.fixture(scope="module", params=["tiny-classic", "tiny-cnn", "tiny-logmel", "tiny-fusion"])
 def recognizer(request: pytest.FixtureRequest, tiny_models_dir: Path) -> Recognizer:
-    if request.param in ("tiny-logmel", "tiny-fusion"):  # in a folder of its own: other tests count tiny_models_dir
+    if request.param in (
+        "tiny-logmel",
+        "tiny-fusion",
+    ):  # in a folder of its own: other tests count tiny_models_dir
         return Recognizer.load(request.param, request.getfixturevalue("tiny_logmel_dir"))
     return Recognizer.load(request.param, tiny_models_dir)
 
 
 def _clip(emotion: str, *, duration_s: float = 1.2, seed: int = 7) -> np.ndarray:
     _, f0_hz, syllable_s, amplitude = TINY_EMOTIONS[emotion]
-    return speech_like(duration_s=duration_s, sample_rate_hz=16_000, seed=seed, f0_hz=f0_hz,
-                       syllable_s=syllable_s, amplitude=amplitude, speech_fraction=1.0)
+    return speech_like(
+        duration_s=duration_s,
+        sample_rate_hz=16_000,
+        seed=seed,
+        f0_hz=f0_hz,
+        syllable_s=syllable_s,
+        amplitude=amplitude,
+        speech_fraction=1.0,
+    )
 
 
 def test_probabilities_cover_the_saved_labels(recognizer: Recognizer) -> None:
@@ -36,9 +46,14 @@ def test_probabilities_cover_the_saved_labels(recognizer: Recognizer) -> None:
     assert result.timeline is None
 
 
-def test_the_classic_model_recognises_the_emotions_it_learnt(tiny_models_dir: Path, tmp_path: Path) -> None:
+def test_the_classic_model_recognises_the_emotions_it_learnt(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
     recognizer = Recognizer.load("tiny-classic", tiny_models_dir)
-    paths = [write_audio(tmp_path / f"{e}.wav", _clip(e, seed=999), sample_rate_hz=16_000) for e in TINY_EMOTIONS]
+    paths = [
+        write_audio(tmp_path / f"{e}.wav", _clip(e, seed=999), sample_rate_hz=16_000)
+        for e in TINY_EMOTIONS
+    ]
     got = [recognizer.recognise(p).prediction.emotion for p in paths]
     assert sum(g == e for g, e in zip(got, TINY_EMOTIONS, strict=True)) >= 3
 
@@ -47,7 +62,10 @@ def test_compiled_call_matches_keras(recognizer: Recognizer) -> None:
     from ser import features as feats
     from ser.store import load_keras
 
-    audio = load_audio(audio_bytes(_clip("sad"), sample_rate_hz=16_000), sample_rate_hz=recognizer.config.sample_rate_hz)
+    audio = load_audio(
+        audio_bytes(_clip("sad"), sample_rate_hz=16_000),
+        sample_rate_hz=recognizer.config.sample_rate_hz,
+    )
     x = feats.extract(audio.samples, config=recognizer.config)[np.newaxis]
     expected = load_keras(recognizer.info).predict_on_batch(x)
     np.testing.assert_allclose(recognizer.probabilities(x), expected, rtol=1e-4, atol=1e-5)
@@ -64,28 +82,46 @@ def test_long_clip_gets_an_emotion_over_time(recognizer: Recognizer) -> None:
     np.testing.assert_allclose(result.prediction.probabilities, timeline.probabilities.mean(axis=0))
 
 
-def test_each_window_answers_as_that_crop_uploaded_alone(recognizer: Recognizer, tmp_path: Path) -> None:
+def test_each_window_answers_as_that_crop_uploaded_alone(
+    recognizer: Recognizer, tmp_path: Path
+) -> None:
     rate = recognizer.config.sample_rate_hz
-    parts = [_clip(e, duration_s=3.0, seed=20 + i) for i, e in enumerate(["sad", "angry", "happy", "neutral"])]
-    samples = np.concatenate(parts) * np.repeat([0.3, 1.0, 0.6, 0.2], len(parts[0]))  # levels differ
+    parts = [
+        _clip(e, duration_s=3.0, seed=20 + i)
+        for i, e in enumerate(["sad", "angry", "happy", "neutral"])
+    ]
+    samples = np.concatenate(parts) * np.repeat(
+        [0.3, 1.0, 0.6, 0.2], len(parts[0])
+    )  # levels differ
     path = write_audio(tmp_path / "long.wav", samples, sample_rate_hz=16_000)
     result = recognizer.recognise(path)
     audio = result.audio
     for k in (0, 3, 6, 9):  # the windows that start where each part starts
         start = round(result.timeline.start_s[k] * rate)
-        crop = write_audio(tmp_path / f"crop{k}.wav", audio.samples[start : start + 3 * rate], sample_rate_hz=rate, subtype="FLOAT")
+        crop = write_audio(
+            tmp_path / f"crop{k}.wav",
+            audio.samples[start : start + 3 * rate],
+            sample_rate_hz=rate,
+            subtype="FLOAT",
+        )
         alone = recognizer.recognise(crop).prediction.probabilities
         np.testing.assert_allclose(result.timeline.probabilities[k], alone, atol=2e-4)
 
 
 def test_silent_windows_do_not_sway_a_long_clips_headline(recognizer: Recognizer) -> None:
     rate = recognizer.config.sample_rate_hz
-    speech = load_audio(audio_bytes(_clip("angry", duration_s=4.0), sample_rate_hz=16_000), sample_rate_hz=rate).samples
-    quiet = np.random.default_rng(0).normal(0, 1e-4, 6 * rate).astype(np.float32)  # room tone, no speech
+    speech = load_audio(
+        audio_bytes(_clip("angry", duration_s=4.0), sample_rate_hz=16_000), sample_rate_hz=rate
+    ).samples
+    quiet = (
+        np.random.default_rng(0).normal(0, 1e-4, 6 * rate).astype(np.float32)
+    )  # room tone, no speech
     timeline = recognizer.timeline(np.concatenate([speech, quiet]))
     speaking = timeline.speech_s >= 0.5
     assert speaking.any() and not speaking.all()
-    np.testing.assert_allclose(timeline.overall(), timeline.probabilities[speaking].mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(
+        timeline.overall(), timeline.probabilities[speaking].mean(axis=0), atol=1e-6
+    )
     assert not np.allclose(timeline.overall(), timeline.probabilities.mean(axis=0), atol=1e-3)
 
 
@@ -98,11 +134,17 @@ def test_bytes_and_path_agree(recognizer: Recognizer, tmp_path: Path) -> None:
 
 
 def test_eight_threads_give_the_sequential_results(recognizer: Recognizer) -> None:
-    clips = [audio_bytes(_clip(e, seed=s), sample_rate_hz=16_000) for s in range(4) for e in TINY_EMOTIONS]
+    clips = [
+        audio_bytes(_clip(e, seed=s), sample_rate_hz=16_000)
+        for s in range(4)
+        for e in TINY_EMOTIONS
+    ]
     sequential = [recognizer.recognise(c).prediction.probabilities for c in clips]
     assert len({p.tobytes() for p in sequential}) == len(clips)  # cross-talk would show
     with ThreadPoolExecutor(max_workers=8) as pool:
-        threaded = list(pool.map(lambda c: recognizer.recognise(c).prediction.probabilities, clips * 2))
+        threaded = list(
+            pool.map(lambda c: recognizer.recognise(c).prediction.probabilities, clips * 2)
+        )
     for got, expected in zip(threaded, sequential * 2, strict=True):
         np.testing.assert_array_equal(got, expected)
 
@@ -111,11 +153,17 @@ def test_eight_threads_give_the_sequential_timelines_of_long_clips(recognizer: R
     # 6-9 s clips, each a different pair of emotions: the windowed (timeline) path, batched.
     emotions = list(TINY_EMOTIONS)
     clips = [
-        audio_bytes(np.concatenate([_clip(emotions[k % 4], duration_s=3.0 + k % 3, seed=k),
-                                    _clip(emotions[(k + 1 + k // 4) % 4], duration_s=3.5, seed=k)]),
-                    sample_rate_hz=16_000)
+        audio_bytes(
+            np.concatenate(
+                [
+                    _clip(emotions[k % 4], duration_s=3.0 + k % 3, seed=k),
+                    _clip(emotions[(k + 1 + k // 4) % 4], duration_s=3.5, seed=k),
+                ]
+            ),
+            sample_rate_hz=16_000,
+        )
         for k in range(8)
-    ]  # fmt: skip
+    ]
     sequential = [recognizer.recognise(c) for c in clips]
     assert all(r.timeline is not None for r in sequential)
     assert len({r.timeline.probabilities.tobytes() for r in sequential}) == len(clips)
@@ -124,7 +172,9 @@ def test_eight_threads_give_the_sequential_timelines_of_long_clips(recognizer: R
     for got, expected in zip(threaded, sequential * 2, strict=True):
         np.testing.assert_array_equal(got.timeline.probabilities, expected.timeline.probabilities)
         np.testing.assert_array_equal(got.timeline.start_s, expected.timeline.start_s)
-        np.testing.assert_array_equal(got.prediction.probabilities, expected.prediction.probabilities)
+        np.testing.assert_array_equal(
+            got.prediction.probabilities, expected.prediction.probabilities
+        )
 
 
 def test_many_files_one_bad_does_not_stop_the_rest(recognizer: Recognizer, tmp_path: Path) -> None:
@@ -149,7 +199,9 @@ def test_low_confidence_earns_a_caveat(
     assert any(c.startswith("Low confidence") for c in result.caveats) is warned
 
 
-def test_a_narrower_model_answers_a_recording_made_below_the_models_rate(tiny_models_dir: Path) -> None:
+def test_a_narrower_model_answers_a_recording_made_below_the_models_rate(
+    tiny_models_dir: Path,
+) -> None:
     classic = Recognizer.load("tiny-classic", tiny_models_dir)  # 22.05 kHz
     other = Recognizer.load("tiny-cnn", tiny_models_dir)
     asked: list[int] = []
@@ -158,9 +210,13 @@ def test_a_narrower_model_answers_a_recording_made_below_the_models_rate(tiny_mo
         asked.append(source_rate_hz)
         return other
 
-    low = classic.recognise(audio_bytes(_clip("happy"), sample_rate_hz=16_000), name="low.wav", narrower=narrower)
+    low = classic.recognise(
+        audio_bytes(_clip("happy"), sample_rate_hz=16_000), name="low.wav", narrower=narrower
+    )
     full = speech_like(duration_s=1.2, sample_rate_hz=44_100, seed=7, speech_fraction=1.0)
-    high = classic.recognise(audio_bytes(full, sample_rate_hz=44_100), name="high.wav", narrower=narrower)
+    high = classic.recognise(
+        audio_bytes(full, sample_rate_hz=44_100), name="high.wav", narrower=narrower
+    )
 
     assert asked == [16_000]  # never asked about a recording at or above the model's rate
     assert (low.model, high.model) == ("tiny-cnn", "tiny-classic")
@@ -169,14 +225,20 @@ def test_a_narrower_model_answers_a_recording_made_below_the_models_rate(tiny_mo
         "16 kHz, and tiny-classic learnt from higher frequencies."
     )
     expected = other.recognise(audio_bytes(_clip("happy"), sample_rate_hz=16_000), name="low.wav")
-    np.testing.assert_allclose(low.prediction.probabilities, expected.prediction.probabilities, atol=1e-6)
+    np.testing.assert_allclose(
+        low.prediction.probabilities, expected.prediction.probabilities, atol=1e-6
+    )
 
 
-def test_the_default_hands_a_16_khz_recording_to_a_model_that_hears_it_whole(shared_data_dir: Path) -> None:
+def test_the_default_hands_a_16_khz_recording_to_a_model_that_hears_it_whole(
+    shared_data_dir: Path,
+) -> None:
     """CREMA-D, EmoDB and many phones record at 16 kHz, with nothing above 8 kHz: the default's
     answer must then come from a model that never learnt from that band (``ser.bench channels``),
     and be the answer that model gives the original."""
-    clips = sorted(p for p in (shared_data_dir / "ravdess").rglob("*") if p.suffix in {".wav", ".flac"})[::59]
+    clips = sorted(
+        p for p in (shared_data_dir / "ravdess").rglob("*") if p.suffix in {".wav", ".flac"}
+    )[::59]
     if len(clips) < 20:
         pytest.skip("RAVDESS not found among the corpora")
     default = Recognizer.load()
@@ -184,7 +246,9 @@ def test_the_default_hands_a_16_khz_recording_to_a_model_that_hears_it_whole(sha
     unchanged = 0
     for clip in clips:
         copy = load_audio(clip, sample_rate_hz=16_000).samples
-        answered = default.recognise(audio_bytes(copy, sample_rate_hz=16_000), name="copy", narrower=narrower)
+        answered = default.recognise(
+            audio_bytes(copy, sample_rate_hz=16_000), name="copy", narrower=narrower
+        )
         answering = default if answered.model == default.info.name else narrower(16_000)
         assert answering is not None and answering.info.name == answered.model
         assert answering.config.sample_rate_hz <= 16_000
@@ -207,8 +271,11 @@ def test_a_narrower_model_that_cannot_load_leaves_the_answer_to_the_model_asked(
     (folder / "tiny-cnn.keras").write_bytes(b"not a model")
     classic = Recognizer.load("tiny-classic", folder)
 
-    result = classic.recognise(audio_bytes(_clip("sad"), sample_rate_hz=16_000), name="low.wav",
-                               narrower=shipped_narrower(classic, folder))
+    result = classic.recognise(
+        audio_bytes(_clip("sad"), sample_rate_hz=16_000),
+        name="low.wav",
+        narrower=shipped_narrower(classic, folder),
+    )
 
     assert result.model == "tiny-classic"
     assert any("sample rate is low (16 kHz)" in caveat for caveat in result.caveats)

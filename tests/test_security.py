@@ -24,8 +24,25 @@ from tests import signals
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "app.py"
 SKIP_DIRS = {".venv", ".git", "artifacts", "__pycache__", ".ruff_cache", ".pytest_cache"}
-ESCAPING_NAMES = ["../x", "../../etc/passwd", "/tmp/x", "a/b", "..", ".", "a b", "x\n", "a\0b",
-                  "naïve", "x;rm -rf ~", "$(id)", "~root", "a.keras", ".hidden", "-rf", ""]  # fmt: skip
+ESCAPING_NAMES = [
+    "../x",
+    "../../etc/passwd",
+    "/tmp/x",
+    "a/b",
+    "..",
+    ".",
+    "a b",
+    "x\n",
+    "a\0b",
+    "naïve",
+    "x;rm -rf ~",
+    "$(id)",
+    "~root",
+    "a.keras",
+    ".hidden",
+    "-rf",
+    "",
+]
 
 
 def _repo_files(*suffixes: str) -> list[Path]:
@@ -51,8 +68,11 @@ def code_carrying_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     inputs = keras.Input(shape=(40,))
     hidden = keras.layers.Lambda(lambda x: x * 2.0)(inputs)
     model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(hidden))
-    meta = {"labels": ["neutral", "happy", "sad", "angry"], "features": FeatureConfig().to_dict(),
-            "shipped": False}  # fmt: skip
+    meta = {
+        "labels": ["neutral", "happy", "sad", "angry"],
+        "features": FeatureConfig().to_dict(),
+        "shipped": False,
+    }
     store.save_model(model, meta, name="evil", models_dir=folder)
     return folder
 
@@ -71,8 +91,11 @@ def test_a_model_carrying_code_is_refused_by_safe_mode(code_carrying_model: Path
 def test_the_command_line_refuses_it_too_even_by_typed_path(
     code_carrying_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    clip = signals.write_audio(tmp_path / "a.wav", signals.speech_like(
-        duration_s=1.0, sample_rate_hz=16_000), sample_rate_hz=16_000)  # fmt: skip
+    clip = signals.write_audio(
+        tmp_path / "a.wav",
+        signals.speech_like(duration_s=1.0, sample_rate_hz=16_000),
+        sample_rate_hz=16_000,
+    )
     typed = str(code_carrying_model / "evil.keras")
 
     assert cli.main(["predict", "--model", typed, str(clip)]) == 1
@@ -107,8 +130,16 @@ def test_shipped_models_hold_only_a_config_and_weights() -> None:
 # ---------------------------------------------------------------------------- no pickles
 
 # Modules that turn bytes into arbitrary objects, and calls that do it.
-UNSAFE_MODULES = ["pickle", "cPickle", "_pickle", "joblib", "dill", "cloudpickle", "shelve",
-                  "marshal"]  # fmt: skip
+UNSAFE_MODULES = [
+    "pickle",
+    "cPickle",
+    "_pickle",
+    "joblib",
+    "dill",
+    "cloudpickle",
+    "shelve",
+    "marshal",
+]
 UNSAFE_IMPORT = re.compile(
     r"^\s*(?:import|from)\s+(?:" + "|".join(UNSAFE_MODULES) + r")\b", re.MULTILINE
 )
@@ -170,8 +201,9 @@ def test_the_command_line_refuses_escaping_names(
 
     predict = cli.main(["--models-dir", str(models), "predict", "--model", name, "x.wav"])
     predict_err = capsys.readouterr().err
-    trained = cli.main(["--models-dir", str(models), "train", "--data", str(tmp_path),
-                        "--name", name])  # fmt: skip
+    trained = cli.main(
+        ["--models-dir", str(models), "train", "--data", str(tmp_path), "--name", name]
+    )
     train_err = capsys.readouterr().err
 
     message = (
@@ -268,8 +300,9 @@ def test_the_duration_limit_is_enforced_at_the_boundary() -> None:
 
     def clip(seconds: float) -> bytes:  # 1 kHz, 8-bit: 300 kB for 5 minutes
         second = signals.tone(frequency_hz=250, duration_s=1.0, sample_rate_hz=1_000)
-        return signals.audio_bytes(np.tile(second, round(seconds)), sample_rate_hz=1_000,
-                                   subtype="PCM_U8")  # fmt: skip
+        return signals.audio_bytes(
+            np.tile(second, round(seconds)), sample_rate_hz=1_000, subtype="PCM_U8"
+        )
 
     assert audio.load_audio(clip(300), sample_rate_hz=1_000).duration_s == 300.0
     with pytest.raises(TooLongError, match=r"is too long \(5:01\); the maximum is 5:00"):
@@ -279,9 +312,13 @@ def test_the_duration_limit_is_enforced_at_the_boundary() -> None:
 def test_streamlit_really_reads_the_upload_limit() -> None:
     """The limit is in force (file uploads and recordings alike), not just written down."""
     shown = subprocess.run(
-        [sys.executable, "-m", "streamlit", "config", "show"], cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-        timeout=120, check=True,
-    ).stdout  # fmt: skip
+        [sys.executable, "-m", "streamlit", "config", "show"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     configured = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert f"\nmaxUploadSize = {configured['server']['maxUploadSize']}\n" in shown

@@ -59,7 +59,9 @@ def test_shipped_models_are_never_overwritten(models: Path) -> None:
     info = store.find_model("tiny-classic", models)
     model = store.load_keras(info)
     with pytest.raises(ModelError, match="shipped model"):
-        store.save_model(model, info.metadata, name="tiny-classic", models_dir=models, overwrite=True)
+        store.save_model(
+            model, info.metadata, name="tiny-classic", models_dir=models, overwrite=True
+        )
 
 
 def test_existing_names_need_overwrite(models: Path) -> None:
@@ -113,7 +115,9 @@ def test_unreadable_metadata_is_reported_broken(models: Path) -> None:
     assert "BROKEN" in info.summary()
 
 
-def test_a_failed_save_leaves_nothing_visible(models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_save_leaves_nothing_visible(
+    models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     info = store.find_model("tiny-classic", models)
     model = store.load_keras(info)
     before = sorted(p.name for p in models.iterdir())
@@ -132,24 +136,42 @@ def test_models_load_in_safe_mode_only(models: Path, monkeypatch: pytest.MonkeyP
 
     calls: list[dict] = []
     real = keras.saving.load_model
-    monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: calls.append(k) or real(*a, **k))
+    monkeypatch.setattr(
+        keras.saving, "load_model", lambda *a, **k: calls.append(k) or real(*a, **k)
+    )
     store.load_keras(store.find_model("tiny-classic", models))
     assert calls == [{"safe_mode": True, "compile": False}]
 
 
 def test_no_pickles_in_the_repository() -> None:
     root = Path(__file__).parents[1]
-    tracked = [p for p in root.rglob("*") if ".venv" not in p.parts and p.suffix in {".pkl", ".pickle", ".joblib"}]
+    tracked = [
+        p
+        for p in root.rglob("*")
+        if ".venv" not in p.parts and p.suffix in {".pkl", ".pickle", ".joblib"}
+    ]
     assert tracked == []
 
 
 def test_saved_metadata_is_readable_by_other_users(models: Path) -> None:
     info = store.find_model("tiny-classic", models)
-    saved = store.save_model(store.load_keras(info), {**info.metadata, "shipped": False}, name="shared", models_dir=models)
+    saved = store.save_model(
+        store.load_keras(info),
+        {**info.metadata, "shipped": False},
+        name="shared",
+        models_dir=models,
+    )
     assert (saved.keras_path.with_suffix(".json").stat().st_mode & 0o777) == 0o644
 
 
-def _info(name: str, *, rate_hz: int, accuracy: float, shipped: bool = True, labels: tuple[str, ...] = ("a", "b")) -> store.ModelInfo:
+def _info(
+    name: str,
+    *,
+    rate_hz: int,
+    accuracy: float,
+    shipped: bool = True,
+    labels: tuple[str, ...] = ("a", "b"),
+) -> store.ModelInfo:
     metadata = {
         "labels": list(labels),
         "features": {"kind": "logmel_frames", "sample_rate_hz": rate_hz},
@@ -173,12 +195,24 @@ def test_a_recording_below_a_models_rate_goes_to_the_best_shipped_model_it_feeds
         return None if info is None else info.name
 
     assert [pick(r) for r in (48_000, 22_050, 16_000, 11_025, 8_000, 4_000)] == [
-        "full", "full", "narrow", "narrower-but-worse", "narrower-but-worse", None
+        "full",
+        "full",
+        "narrow",
+        "narrower-but-worse",
+        "narrower-but-worse",
+        None,
     ]
 
 
-def _card(name: str, *, accuracy: float, worst: float | None, shipped: bool = True) -> store.ModelInfo:
-    metadata = {"labels": ["sad", "happy"], "features": {}, "shipped": shipped, "evaluation": {"mean_accuracy": accuracy}}
+def _card(
+    name: str, *, accuracy: float, worst: float | None, shipped: bool = True
+) -> store.ModelInfo:
+    metadata = {
+        "labels": ["sad", "happy"],
+        "features": {},
+        "shipped": shipped,
+        "evaluation": {"mean_accuracy": accuracy},
+    }
     if worst is not None:
         metadata["cross_corpus"] = {"worst_accuracy": worst}
     return store.ModelInfo(name, Path(f"{name}.keras"), metadata)
@@ -193,4 +227,7 @@ def test_the_default_protects_the_worst_unseen_corpus_among_accurate_enough_mode
     assert store.default_model(models) is across_best
     assert store.default_model([in_corpus_best, not_accurate_enough]) is in_corpus_best
     # No model reaches the floor: the most accurate one.
-    assert store.default_model([not_accurate_enough, _card("e", accuracy=0.50, worst=None)]).name == "e"
+    assert (
+        store.default_model([not_accurate_enough, _card("e", accuracy=0.50, worst=None)]).name
+        == "e"
+    )

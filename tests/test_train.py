@@ -22,7 +22,10 @@ from ser.train import Scores, TrainOptions, Validation
 
 
 def _clips(speakers: list[str]) -> list[LabelledClip]:
-    return [LabelledClip(Path(f"{s}_{i}.wav"), "happy", s, Corpus.RAVDESS) for i, s in enumerate(speakers)]
+    return [
+        LabelledClip(Path(f"{s}_{i}.wav"), "happy", s, Corpus.RAVDESS)
+        for i, s in enumerate(speakers)
+    ]
 
 
 def test_ravdess_folds_hold_out_four_actors_each_and_keep_other_corpora_in_training() -> None:
@@ -32,7 +35,9 @@ def test_ravdess_folds_hold_out_four_actors_each_and_keep_other_corpora_in_train
     assert len(folds) == 6
     seen: set[int] = set()
     for k, (train_index, test_index) in enumerate(folds, start=1):
-        test_actors = {int(clips[i].speaker.split(":")[1]) for i in test_index if "ravdess" in clips[i].speaker}
+        test_actors = {
+            int(clips[i].speaker.split(":")[1]) for i in test_index if "ravdess" in clips[i].speaker
+        }
         assert test_actors == set(range(4 * k - 3, 4 * k + 1))
         assert all("tess" not in clips[i].speaker for i in test_index)
         assert not set(train_index) & set(test_index)
@@ -148,7 +153,8 @@ def test_holdout_learns_the_tiny_corpus(prepared: train.Prepared) -> None:
 
 
 @pytest.mark.parametrize(
-    "model_type", [ModelType.MFCC_CNN, ModelType.LOGMEL_CNN, ModelType.LOGMEL_FUSION, ModelType.LOGMEL_VOICE]
+    "model_type",
+    [ModelType.MFCC_CNN, ModelType.LOGMEL_CNN, ModelType.LOGMEL_FUSION, ModelType.LOGMEL_VOICE],
 )
 def test_cnn_trains_on_frames(model_type: ModelType, tiny_corpus: Path, tmp_path: Path) -> None:
     options = TrainOptions(model_type=model_type, epochs=2)
@@ -162,7 +168,9 @@ def test_cnn_trains_on_frames(model_type: ModelType, tiny_corpus: Path, tmp_path
 
 def _per_band_figures(frames: np.ndarray) -> np.ndarray:
     change = np.diff(frames, axis=1)
-    half_mean_change_power = (change**2).sum(axis=1) / (2 * frames.shape[1] - 1)  # frames doubled, see band_statistics
+    half_mean_change_power = (change**2).sum(axis=1) / (
+        2 * frames.shape[1] - 1
+    )  # frames doubled, see band_statistics
     want = [frames.mean(1), frames.var(1), frames.min(1), frames.max(1), half_mean_change_power]
     return np.concatenate(want, axis=1)
 
@@ -192,7 +200,9 @@ def test_smoothed_extremes_and_shape_moments_join_the_band_statistics() -> None:
     z = (frames - frames.mean(axis=1, keepdims=True)) / frames.std(axis=1, keepdims=True)
     want = [_per_band_figures(frames), smooth.min(1), smooth.max(1), (z**3).mean(1), (z**4).mean(1)]
     np.testing.assert_allclose(got, np.concatenate(want, axis=1), rtol=1e-3, atol=1e-2)
-    one_frame = statistics_extractor(3, smoothing_frames=5, shape_moments=True).predict_on_batch(frames[:, :1])
+    one_frame = statistics_extractor(3, smoothing_frames=5, shape_moments=True).predict_on_batch(
+        frames[:, :1]
+    )
     assert np.isfinite(one_frame).all()
 
 
@@ -222,7 +232,9 @@ def test_the_fused_model_averages_its_cnn_and_its_statistics_heads(
     np.testing.assert_allclose(model.predict_on_batch(clip), expected, atol=1e-6)
 
 
-def test_voice_tracks_reach_the_statistics_head_and_not_the_cnn(tiny_corpus: Path, tmp_path: Path) -> None:
+def test_voice_tracks_reach_the_statistics_head_and_not_the_cnn(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
     options = TrainOptions(model_type=ModelType.LOGMEL_VOICE, epochs=1)
     data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
     model, _ = train.fit(data, np.arange(len(data.clips)), options)
@@ -231,27 +243,48 @@ def test_voice_tracks_reach_the_statistics_head_and_not_the_cnn(tiny_corpus: Pat
     assert clip.shape[-1] == n_mels + len(VOICE_TRACKS)
     other_voice = clip.copy()
     other_voice[..., n_mels:] = data.features[-1].mean(axis=0)[n_mels:]  # another clip's tracks
-    cnn, extractor, head = (model.get_layer(n) for n in ("logmel_cnn", "band_statistics", "statistics_head"))
-    np.testing.assert_allclose(cnn.predict_on_batch(other_voice), cnn.predict_on_batch(clip), atol=1e-6)
+    cnn, extractor, head = (
+        model.get_layer(n) for n in ("logmel_cnn", "band_statistics", "statistics_head")
+    )
+    np.testing.assert_allclose(
+        cnn.predict_on_batch(other_voice), cnn.predict_on_batch(clip), atol=1e-6
+    )
     n_columns = n_mels + len(VOICE_TRACKS) + options.recipe.head_cepstra  # cepstra of the bands too
-    assert extractor.predict_on_batch(clip).shape == (1, 9 * n_columns)  # 5 statistics, 2 smoothed extremes, 2 shape moments
+    assert extractor.predict_on_batch(clip).shape == (
+        1,
+        9 * n_columns,
+    )  # 5 statistics, 2 smoothed extremes, 2 shape moments
     model.save(tmp_path / "voice.keras")  # the fixed DCT travels with the file and loads safely
-    assert _parts_with_optimizer_state(tmp_path / "voice.keras") == []  # weights only, no training state
-    loaded = keras.saving.load_model(tmp_path / "voice.keras", safe_mode=True, compile=False)  # as the store
-    np.testing.assert_allclose(loaded.predict_on_batch(clip), model.predict_on_batch(clip), atol=1e-6)
+    assert (
+        _parts_with_optimizer_state(tmp_path / "voice.keras") == []
+    )  # weights only, no training state
+    loaded = keras.saving.load_model(
+        tmp_path / "voice.keras", safe_mode=True, compile=False
+    )  # as the store
+    np.testing.assert_allclose(
+        loaded.predict_on_batch(clip), model.predict_on_batch(clip), atol=1e-6
+    )
     # Compared as log-probabilities: on the tiny corpus the head is all but certain.
-    head_outputs = [np.log(head.predict_on_batch(extractor.predict_on_batch(x)) + 1e-30) for x in (clip, other_voice)]
+    head_outputs = [
+        np.log(head.predict_on_batch(extractor.predict_on_batch(x)) + 1e-30)
+        for x in (clip, other_voice)
+    ]
     assert np.abs(head_outputs[0] - head_outputs[1]).max() > 0.1
 
 
 def _parts_with_optimizer_state(path: Path) -> list[str]:
     """The model of a saved ``.keras`` file ("/") and sub-models that carry an optimizer's variables."""
-    with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5"))) as weights:
+    with (
+        zipfile.ZipFile(path) as archive,
+        h5py.File(io.BytesIO(archive.read("model.weights.h5"))) as weights,
+    ):
         parts = {"/": weights, **dict(weights["layers"].items())}
         return [name for name, part in parts.items() if "optimizer" in part]
 
 
-def test_a_trained_model_is_saved_without_optimizer_state(tiny_corpus: Path, tmp_path: Path) -> None:
+def test_a_trained_model_is_saved_without_optimizer_state(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
     options = TrainOptions(model_type=ModelType.MFCC_LSTM, epochs=2)
     data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
     model, _ = train.fit(data, np.arange(len(data.clips)), options)
@@ -262,7 +295,9 @@ def test_a_trained_model_is_saved_without_optimizer_state(tiny_corpus: Path, tmp
 def test_shipped_models_carry_no_optimizer_state() -> None:
     shipped = sorted(Path(__file__).parent.parent.joinpath("models").glob("*.keras"))
     assert len(shipped) >= 2
-    assert {path.name: _parts_with_optimizer_state(path) for path in shipped} == {path.name: [] for path in shipped}
+    assert {path.name: _parts_with_optimizer_state(path) for path in shipped} == {
+        path.name: [] for path in shipped
+    }
 
 
 # --- unseen corpora ---------------------------------------------------------------------
@@ -277,8 +312,15 @@ def _folders_corpus(root: Path, emotions: list[str], *, voice: float = 1.12) -> 
         _, f0_hz, syllable_s, amplitude = TINY_EMOTIONS.get(emotion, ("02", 150.0, 0.3, 0.15))
         (root / emotion).mkdir(parents=True, exist_ok=True)
         for rep in range(4):
-            samples = speech_like(duration_s=1.2, sample_rate_hz=16_000, seed=5000 + rep, f0_hz=f0_hz * voice,
-                                  syllable_s=syllable_s, amplitude=amplitude, speech_fraction=1.0)
+            samples = speech_like(
+                duration_s=1.2,
+                sample_rate_hz=16_000,
+                seed=5000 + rep,
+                f0_hz=f0_hz * voice,
+                syllable_s=syllable_s,
+                amplitude=amplitude,
+                speech_fraction=1.0,
+            )
             write_audio(root / emotion / f"{emotion}_{rep}.wav", samples, sample_rate_hz=16_000)
     return root
 
@@ -291,7 +333,11 @@ def test_across_corpora_trains_on_one_side_and_scores_the_other_on_shared_emotio
     data, (train_index, test_index) = train.prepare_across_corpora(
         [tiny_corpus], [unseen], options, cache_dir=tmp_path / "cache"
     )
-    assert data.labels == ("neutral", "happy", "angry")  # sad: training side only; calm: test side only
+    assert data.labels == (
+        "neutral",
+        "happy",
+        "angry",
+    )  # sad: training side only; calm: test side only
     assert len(test_index) == 12 and len(train_index) == 8 * 3 * 3
     assert all(data.clips[i].path.is_relative_to(unseen) for i in test_index)
     assert not any(data.clips[i].path.is_relative_to(unseen) for i in train_index)
@@ -301,21 +347,28 @@ def test_across_corpora_trains_on_one_side_and_scores_the_other_on_shared_emotio
     assert evaluation.mean_accuracy > 0.5  # chance is 1/3: the voice differs, the emotions do not
 
 
-def test_audio_on_both_sides_stays_on_the_training_side_only(tiny_corpus: Path, tmp_path: Path) -> None:
+def test_audio_on_both_sides_stays_on_the_training_side_only(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
     import shutil
 
     unseen = _folders_corpus(tmp_path / "unseen", ["neutral", "happy"])
     copied = unseen / "happy" / "copy.wav"
     shutil.copy(tiny_corpus / "Actor_01" / "03-01-03-01-01-01-01.wav", copied)
-    data, (_, test_index) = train.prepare_across_corpora([tiny_corpus], [unseen], TrainOptions(),
-                                                         cache_dir=tmp_path / "cache")
+    data, (_, test_index) = train.prepare_across_corpora(
+        [tiny_corpus], [unseen], TrainOptions(), cache_dir=tmp_path / "cache"
+    )
     assert copied not in {data.clips[i].path for i in test_index}
     assert len(test_index) == 8
 
 
-def test_across_corpora_refuses_overlap_and_too_few_shared_emotions(tiny_corpus: Path, tmp_path: Path) -> None:
+def test_across_corpora_refuses_overlap_and_too_few_shared_emotions(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
     with pytest.raises(TrainingError, match="overlap"):
         train.prepare_across_corpora([tiny_corpus], [tiny_corpus / "Actor_01"], TrainOptions())
     unseen = _folders_corpus(tmp_path / "unseen", ["happy", "calm"])
     with pytest.raises(TrainingError, match=r"share 1 emotion\(s\) \(happy\)"):
-        train.prepare_across_corpora([tiny_corpus], [unseen], TrainOptions(), cache_dir=tmp_path / "cache")
+        train.prepare_across_corpora(
+            [tiny_corpus], [unseen], TrainOptions(), cache_dir=tmp_path / "cache"
+        )

@@ -137,8 +137,11 @@ def test_scan_train_save_and_pick_on_recognise_page(tiny_corpus: Path, models_di
     assert "RAVDESS (96 clips)" in texts(at.success)
     emotions = chart_titled(at, "Clips per emotion")["data"][0]
     assert dict(zip(emotions["x"], emotions["y"], strict=True)) == {
-        "neutral": 24, "happy": 24, "sad": 24, "angry": 24,
-    }  # fmt: skip
+        "neutral": 24,
+        "happy": 24,
+        "sad": 24,
+        "angry": 24,
+    }
     speakers = chart_titled(at, "Clips per speaker")["data"][0]
     assert speakers["x"] == [f"{a:02d}" for a in range(1, 9)] and set(speakers["y"]) == {12}
     assert chart_titled(at, "Clips per speaker")["layout"]["xaxis"]["title"]["text"] == (
@@ -163,7 +166,9 @@ def test_scan_train_save_and_pick_on_recognise_page(tiny_corpus: Path, models_di
     assert "held-out speakers: ravdess:01, ravdess:06" in texts(at.caption)
     # One run, two held-out figures: each named, the headline's the same on both.
     [note] = [c.value for c in at.caption if "The curves' held-out line" in c.value]
-    assert f"Held-out accuracy {metrics['Held-out accuracy']} is the saved model on each whole" in note
+    assert (
+        f"Held-out accuracy {metrics['Held-out accuracy']} is the saved model on each whole" in note
+    )
     assert "centre crop, epoch by epoch (last epoch " in note
     confusion = chart_titled(at, "Confusion matrix (speaker hold-out)")["data"][0]
     assert confusion["x"] == ["neutral", "happy", "sad", "angry"]
@@ -208,8 +213,14 @@ def test_scan_train_save_and_pick_on_recognise_page(tiny_corpus: Path, models_di
     assert info.metadata["training"]["validation"] == "speaker"
     assert info.metadata["training"]["emotions"] is None
     assert info.metadata["training"]["recipe"] == {  # the recipe's settings, as they were
-        "learning_rate": 0.001, "class_weights": True, "crop_s": None, "spec_augment": False,
-        "statistics_heads": 0, "head_cepstra": 0, "head_smoothing_frames": 0, "head_shape_moments": False,
+        "learning_rate": 0.001,
+        "class_weights": True,
+        "crop_s": None,
+        "spec_augment": False,
+        "statistics_heads": 0,
+        "head_cepstra": 0,
+        "head_smoothing_frames": 0,
+        "head_shape_moments": False,
         "balance_corpora": True,
     }
 
@@ -219,7 +230,9 @@ def test_scan_train_save_and_pick_on_recognise_page(tiny_corpus: Path, models_di
     assert time.monotonic() - started < 60
 
 
-def test_the_fused_model_trains_saves_and_recognises_from_the_pages(tiny_corpus: Path, models_dir: Path) -> None:
+def test_the_fused_model_trains_saves_and_recognises_from_the_pages(
+    tiny_corpus: Path, models_dir: Path
+) -> None:
     """The two-stage type: the CNN, then its statistics head, then one saved file that answers."""
     at = scan(train_page(), tiny_corpus)
     at.radio(key="train_model_type").set_value(ModelType.LOGMEL_FUSION).run()
@@ -398,7 +411,9 @@ def test_a_failure_in_the_run_is_reported_not_raised(
     assert not list(models_dir.iterdir())
 
 
-def test_leaving_the_page_mid_run_keeps_the_form_and_the_run(tiny_corpus: Path, models_dir: Path) -> None:
+def test_leaving_the_page_mid_run_keeps_the_form_and_the_run(
+    tiny_corpus: Path, models_dir: Path
+) -> None:
     at = scan(train_page(), tiny_corpus)
     at = start_training(at, epochs=400)  # long enough to still run after two page visits
 
@@ -410,10 +425,14 @@ def test_leaving_the_page_mid_run_keeps_the_form_and_the_run(tiny_corpus: Path, 
     assert at.number_input(key="train_epochs_mfcc_lstm").value == 400
     assert at.button(key="train_start").disabled  # the form is there, locked while it runs
     at.button(key="train_stop").click().run()
-    at = poll(at, lambda a: "nothing was saved" in texts(a.warning), timeout_s=60, what="the run to stop")
+    at = poll(
+        at, lambda a: "nothing was saved" in texts(a.warning), timeout_s=60, what="the run to stop"
+    )
 
 
-def test_a_closed_tab_finds_the_run_again_and_can_save_it(tiny_corpus: Path, models_dir: Path) -> None:
+def test_a_closed_tab_finds_the_run_again_and_can_save_it(
+    tiny_corpus: Path, models_dir: Path
+) -> None:
     first = start_training(scan(train_page(), tiny_corpus), epochs=10)
     run_id = first.query_params["run"]
     run_id = run_id[0] if isinstance(run_id, list) else run_id
@@ -431,4 +450,3 @@ def test_a_closed_tab_finds_the_run_again_and_can_save_it(tiny_corpus: Path, mod
     at.button(key="train_save").click().run()
     assert "Saved as **found-again**" in texts(at.success)
     assert (models_dir / "found-again.keras").is_file()
-

@@ -152,8 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     clips = []
     for i in range(args.clips):
         samples = signals.speech_like(duration_s=4.0, sample_rate_hz=48_000, seed=100 + i)
-        clips.append(signals.write_audio(folder / f"clip-{i:02d}.wav", samples,
-                                         sample_rate_hz=48_000, subtype="PCM_16"))  # fmt: skip
+        clips.append(
+            signals.write_audio(
+                folder / f"clip-{i:02d}.wav", samples, sample_rate_hz=48_000, subtype="PCM_16"
+            )
+        )
 
     with browser.chromium() as chrome:  # a visitor's browser is already running
         started = time.perf_counter()
@@ -195,9 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"machine load average now:     {' '.join(load)} on {os.cpu_count()} cores")
-    print(f"upload done -> result shown:  median {statistics.median(latencies):.2f} s, "
-          f"max {max(latencies):.2f} s over {len(latencies)} clips of 4 s "
-          f"(target <= {RESULT_S:g} s)")  # fmt: skip
+    print(
+        f"upload done -> result shown:  median {statistics.median(latencies):.2f} s, "
+        f"max {max(latencies):.2f} s over {len(latencies)} clips of 4 s "
+        f"(target <= {RESULT_S:g} s)"
+    )
     print(f"  each: {', '.join(f'{t:.2f}' for t in latencies)}")
     if DROPPED:
         print(f"  uploads dropped by the uploader and set again: {len(DROPPED)}")

@@ -91,8 +91,10 @@ class Report:
                 f"  {i + 1:2d} {s.clip.path.name}: expected {s.clip.expected!r}, shown "
                 f"{s.shown!r}, {s.upload_to_result_s:5.2f} s  {verdict}"
             )
-        for attribute, label in (("upload_to_result_s", "upload -> result"),
-                                 ("request_to_result_s", "upload request done -> result")):  # fmt: skip
+        for attribute, label in (
+            ("upload_to_result_s", "upload -> result"),
+            ("request_to_result_s", "upload request done -> result"),
+        ):
             values = self.latencies(attribute)
             lines.append(
                 f"{label}: p50 {percentile(values, 50):.2f} s, p95 {percentile(values, 95):.2f} s, "
@@ -122,15 +124,22 @@ def make_clips(count: int, folder: Path, *, models_dir: Path | None = None) -> l
     from ser.predict import Recognizer, shipped_narrower
 
     recognizer = Recognizer.load(None, models_dir)
-    narrower = shipped_narrower(recognizer, models_dir)  # as the page: the default hands 16 kHz clips on
+    narrower = shipped_narrower(
+        recognizer, models_dir
+    )  # as the page: the default hands 16 kHz clips on
     by_emotion: dict[str, list[Clip]] = {}
     seen: set[str] = set()
     grid = itertools.product([300, 90, 130, 180, 240], [0.12, 0.2, 0.35], [0.05, 0.2, 0.6])
     for i, (f0_hz, syllable_s, amplitude) in enumerate(grid):
         samples = signals.speech_like(
-            duration_s=3.0, sample_rate_hz=16_000, seed=i, f0_hz=f0_hz,
-            syllable_s=syllable_s, amplitude=amplitude, speech_fraction=0.9,
-        )  # fmt: skip
+            duration_s=3.0,
+            sample_rate_hz=16_000,
+            seed=i,
+            f0_hz=f0_hz,
+            syllable_s=syllable_s,
+            amplitude=amplitude,
+            speech_fraction=0.9,
+        )
         path = folder / f"visitor-{i:02d}.wav"
         signals.write_audio(path, samples, sample_rate_hz=16_000, subtype="PCM_16")
         result = recognizer.recognise(path.read_bytes(), name=path.name, narrower=narrower)
@@ -205,9 +214,11 @@ async def run_sessions(url: str, clips: list[Clip]) -> Report:
     sessions = [Session(clip) for clip in clips]
     async with async_playwright() as pw:
         chrome = await pw.chromium.launch(
-            executable_path=str(browser.CHROMIUM), headless=True,
-            args=list(browser.CHROMIUM_ARGS), timeout=60_000,
-        )  # fmt: skip
+            executable_path=str(browser.CHROMIUM),
+            headless=True,
+            args=list(browser.CHROMIUM_ARGS),
+            timeout=60_000,
+        )
         try:
             pages = await asyncio.gather(*(_open(chrome, url) for _ in sessions))
             # Every session is on screen with the model ready: now all upload at once.
