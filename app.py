@@ -1,12 +1,12 @@
 """Entry point: ``streamlit run app.py``. Sets up the page and routes to the pages in ``pages/``.
 
 Only what the first page needs is imported here; TensorFlow and the default model load in a
-background thread (``ui.start_warmup``) while the first page renders.
+background thread (``ui.models.start_warmup``) while the first page renders.
 """
 
 import streamlit as st
 
-import ui
+from ui import models
 
 st.set_page_config(
     page_title="Speech emotion recognition",
@@ -14,7 +14,7 @@ st.set_page_config(
     layout="wide",
     menu_items={"About": "Speech emotion recognition: upload or record speech, get emotions."},
 )
-ui.start_warmup()
+models.start_warmup()
 
 navigation = st.navigation(
     [

@@ -5,7 +5,7 @@ callback on its event-loop thread, which hands it to this browser session's
 ``ser.live.LiveSession`` (kept in ``st.session_state``, so every session has its own stream,
 window and take). A fragment redraws the live view twice a second from what the session last
 computed; it never computes anything itself. At stop, the take is answered like an upload and
-shown with ``ui.show_outcome``.
+shown with ``ui.results.show_outcome``.
 
 WebRTC needs a path between browser and server. On localhost there always is one; across the
 internet many networks need a TURN server to relay it: ``SER_ICE_SERVERS`` (JSON, from the
@@ -28,10 +28,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import streamlit as st
 
-import ui
 from ser import live
 from ser.audio import MAX_DURATION_S, to_wav_bytes
+from ser.emotions import EMOJI
 from ser.errors import SERError
+from ui.clips import Clip, Outcome
+from ui.markdown import md
+from ui.models import ModelChoice
+from ui.results import show_outcome
 
 if TYPE_CHECKING:
     import av
@@ -122,7 +126,7 @@ def _prepare_process() -> None:
     GIL, so the WebRTC event loop starved and audio arrived at half speed. So: the heap
     that exists once the model is loaded (modules, the model) is frozen out of collection
     (``gc.freeze``: it stays for the process's life anyway), and ``clear_session`` is skipped
-    while a live session streams, as ``training_ui`` skips it while a run trains.
+    while a live session streams, as ``ui.keras_guard`` skips it while a run trains.
     """
     gc.collect()
     gc.freeze()
@@ -199,7 +203,7 @@ def _served() -> bool:
     return Runtime.exists() and type(Runtime.instance()) is Runtime
 
 
-def show_live(choice: ui.ModelChoice | None) -> None:
+def show_live(choice: ModelChoice | None) -> None:
     """The Live tab: start, speak, watch the emotion change, stop, get the take's result."""
     st.markdown(
         "Press **Start**, allow the microphone and speak: the emotion of the last "
@@ -208,7 +212,7 @@ def show_live(choice: ui.ModelChoice | None) -> None:
     )
     servers, problem = ice_servers()
     if problem:
-        st.warning(f"{ui.md(problem)}; using no ICE servers.", icon=":material/warning:")
+        st.warning(f"{md(problem)}; using no ICE servers.", icon=":material/warning:")
     if not servers:
         st.caption(
             ":material/info: No TURN server is set up, so live mode may not connect from every "
@@ -286,9 +290,7 @@ def _live_view(session: live.LiveSession) -> None:
         )
         if update.prediction is not None:
             for label, p in update.prediction.as_dict().items():
-                st.progress(
-                    min(1.0, max(0.0, p)), text=f"{ui.EMOJI.get(label, '')} {label} {p:.0%}"
-                )
+                st.progress(min(1.0, max(0.0, p)), text=f"{EMOJI.get(label, '')} {label} {p:.0%}")
         else:
             st.caption("Too little speech in the window to call an emotion.")
         st.markdown(" ".join(_emoji(u) for u in history))
@@ -312,33 +314,33 @@ def live_headline(update: live.LiveUpdate) -> str:
 
 
 def _emoji(update: live.LiveUpdate) -> str:
-    return SILENCE_EMOJI if update.prediction is None else ui.EMOJI.get(update.emotion, "🗣️")
+    return SILENCE_EMOJI if update.prediction is None else EMOJI.get(update.emotion, "🗣️")
 
 
 # ============================================================================ the take
 
 
-def _take_outcome(session: live.LiveSession) -> ui.Outcome:
+def _take_outcome(session: live.LiveSession) -> Outcome:
     """The whole take, answered like an upload of it (or the reason it cannot be)."""
     model = session.recognizer.info.name
     try:
         result = session.result(name=TAKE_NAME)
     except SERError as error:
-        return ui.Outcome(ui.Clip(TAKE_NAME, b""), model, error=str(error))
+        return Outcome(Clip(TAKE_NAME, b""), model, error=str(error))
     except Exception as error:  # a bug; the page must stay up
         log.exception("answering the live take failed")
-        return ui.Outcome(
-            ui.Clip(TAKE_NAME, b""),
+        return Outcome(
+            Clip(TAKE_NAME, b""),
             model,
             error=f"The take could not be answered ({type(error).__name__}).",
         )
     wav = to_wav_bytes(result.audio.samples, sample_rate_hz=result.audio.sample_rate_hz)
-    return ui.Outcome(ui.Clip(TAKE_NAME, wav), result.model, result=result)
+    return Outcome(Clip(TAKE_NAME, wav), result.model, result=result)
 
 
-def _show_take(outcome: ui.Outcome) -> None:
+def _show_take(outcome: Outcome) -> None:
     with st.container(key="live-result"):
-        ui.show_outcome(outcome, key="live-take")
+        show_outcome(outcome, key="live-take")
         if outcome.result is not None:
             st.download_button(
                 "Download the take's emotions as CSV",

@@ -2,25 +2,25 @@
 
 import streamlit as st
 
-import ui
+from ui import model_cards, models, routing, texts
 
-ui.through_app()
+routing.through_app()
 st.title("Models and data")
-st.markdown(ui.ABOUT)
+st.markdown(texts.ABOUT)
 
-models = ui.installed_models()
+installed = models.installed_models()
 st.header("Installed models", anchor=False)
-if not models:
+if not installed:
     st.info("No model is installed yet. Train one on the **Train** page.")
 else:
-    ui.show_models_overview(models)
+    model_cards.show_models_overview(installed)
     st.caption(
         "Accuracy: share of held-out clips labelled correctly. UAR: the mean of each emotion's "
         "recall. Each row's *protocol* says how the clips were held out; only a random split "
         "tests on speakers the model heard in training."
     )
-    for info in models:
-        with st.expander(ui.model_heading(info), expanded=len(models) == 1):
-            ui.show_model_details(info)
+    for info in installed:
+        with st.expander(models.model_heading(info), expanded=len(installed) == 1):
+            model_cards.show_model_details(info)
 
-st.markdown(ui.CREDITS)
+st.markdown(texts.CREDITS)

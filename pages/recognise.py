@@ -2,33 +2,35 @@
 
 import streamlit as st
 
-import ui
+import live_ui
+from ui import clips, models, results, routing, texts
 
-ui.through_app()
+routing.through_app()
 st.title("What emotion is in this voice?")
 st.caption(
     "Upload speech or record yourself: the model says which emotion it hears, "
     "how sure it is, and how that changes over the clip."
 )
-model = ui.model_picker()
+model = models.model_picker()
 
-upload_tab, record_tab, example_tab = st.tabs(
+upload_tab, record_tab, live_tab, example_tab = st.tabs(
     [
         ":material/upload_file: Upload",
         ":material/mic: Record",
+        ":material/graphic_eq: Live",
         ":material/play_circle: Try an example",
     ]
 )
 with upload_tab:
     uploads = st.file_uploader(
         "Speech clips",
-        type=ui.UPLOAD_TYPES,
+        type=clips.UPLOAD_TYPES,
         accept_multiple_files=True,
-        help=ui.upload_help(),
+        help=clips.upload_help(),
         key="uploads",
     )
-    st.caption(ui.upload_help())  # stays visible when the uploader refuses a file
-    ui.show_clips(ui.clips_from_uploads(uploads), model, key="upload")
+    st.caption(clips.upload_help())  # stays visible when the uploader refuses a file
+    results.show_clips(clips.from_uploads(uploads), model, key="upload")
 
 with record_tab:
     recording = st.audio_input(
@@ -38,14 +40,17 @@ with record_tab:
         help="Your browser asks for the microphone. Nothing is stored: the recording "
         "stays in this session only.",
     )
-    ui.show_clips(ui.clips_from_recording(recording), model, key="record")
+    results.show_clips(clips.from_recording(recording), model, key="record")
+
+with live_tab:
+    live_ui.show_live(model)
 
 with example_tab:
-    st.markdown(ui.EXAMPLE_NOTE)
+    st.markdown(texts.EXAMPLE_NOTE)
     if st.button("Recognise the example", icon=":material/play_arrow:", key="example"):
         st.session_state["show_example"] = True
     if st.session_state.get("show_example"):
-        ui.show_clips(ui.example_clips(), model, key="example")
+        results.show_clips(clips.example(), model, key="example")
 
 if model is not None:
     model.finish_loading()

@@ -63,6 +63,31 @@ class Corpus(str, Enum):
     EMOSPEECH = "emospeech"
     FOLDERS = "folders"  # generic: one subfolder per emotion
 
+    @property
+    def title(self) -> str:
+        """The corpus as people name it (``value`` is how file names and metadata do)."""
+        return _CORPUS_TITLES[self]
+
+
+_CORPUS_TITLES = {
+    Corpus.RAVDESS: "RAVDESS",
+    Corpus.TESS: "TESS",
+    Corpus.SAVEE: "SAVEE",
+    Corpus.CREMA_D: "CREMA-D",
+    Corpus.EMODB: "EmoDB",
+    Corpus.ASED: "ASED",
+    Corpus.EMOSPEECH: "EmoSpeech",
+    Corpus.FOLDERS: "own folders",
+}
+
+
+def corpus_title(name: str) -> str:
+    """The title of a corpus named in saved metadata; a name this version does not know, as is."""
+    try:
+        return Corpus(name).title
+    except ValueError:
+        return name
+
 
 @dataclass(frozen=True)
 class LabelledClip:

@@ -1,4 +1,4 @@
-"""The closed set of emotion labels every corpus is mapped onto."""
+"""The closed set of emotion labels every corpus is mapped onto, and how each one looks."""
 
 from __future__ import annotations
 
@@ -19,3 +19,18 @@ class Emotion(str, Enum):
 
 
 ALL_EMOTIONS: tuple[str, ...] = tuple(e.value for e in Emotion)
+
+# The one table of how an emotion is shown: its emoji in headlines and its colour in every chart.
+_LOOKS: dict[Emotion, tuple[str, str]] = {
+    Emotion.NEUTRAL: ("😐", "#9e9e9e"),
+    Emotion.CALM: ("😌", "#4db6ac"),
+    Emotion.HAPPY: ("😄", "#fbc02d"),
+    Emotion.SAD: ("😢", "#1e88e5"),
+    Emotion.ANGRY: ("😠", "#e53935"),
+    Emotion.FEARFUL: ("😨", "#8e24aa"),
+    Emotion.DISGUST: ("🤢", "#6d8b3a"),
+    Emotion.SURPRISED: ("😲", "#fb8c00"),
+}
+EMOJI: dict[str, str] = {e.value: emoji for e, (emoji, _) in _LOOKS.items()}
+COLOURS: dict[str, str] = {e.value: colour for e, (_, colour) in _LOOKS.items()}
+SPEECH_EMOJI = "🗣️"  # for a label outside the table (a model trained on other names)

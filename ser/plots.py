@@ -7,17 +7,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-# One colour per emotion, the same in every chart.
-EMOTION_COLOURS = {
-    "neutral": "#9e9e9e",
-    "calm": "#4db6ac",
-    "happy": "#fbc02d",
-    "sad": "#1e88e5",
-    "angry": "#e53935",
-    "fearful": "#8e24aa",
-    "disgust": "#6d8b3a",
-    "surprised": "#fb8c00",
-}
+from .emotions import COLOURS
+
 _MAX_POINTS = 2000  # a browser draws a few thousand points smoothly, not millions
 _MAX_COLUMNS = 500  # spectrogram time steps: every cell of a heatmap is sent to the browser
 _SPECTROGRAM_RANGE_DB = 80
@@ -29,7 +20,7 @@ def _layout(fig: go.Figure, *, title: str, height: int = 280) -> go.Figure:
 
 
 def _colour(label: str) -> str:
-    return EMOTION_COLOURS.get(label, "#607d8b")
+    return COLOURS.get(label, "#607d8b")  # a label outside the emotion table
 
 
 def probability_bars(probabilities: Mapping[str, float]) -> go.Figure:
@@ -50,10 +41,9 @@ def probability_bars(probabilities: Mapping[str, float]) -> go.Figure:
     return _layout(fig, title="Probability of each emotion", height=60 + 32 * len(labels))
 
 
-def recall_bars(confusion: np.ndarray, labels: Sequence[str], *, protocol: str) -> go.Figure:
-    """A compact chart of the share of each emotion's held-out clips the model recognised;
-    ``protocol`` names how they were held out, in the title."""
-    recall = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
+def recall_bars(recall: Sequence[float], labels: Sequence[str], *, protocol: str) -> go.Figure:
+    """A compact chart of the share of each emotion's held-out clips the model recognised
+    (``Scores.recall``); ``protocol`` names how they were held out, in the title."""
     fig = go.Figure(
         go.Bar(
             x=recall,

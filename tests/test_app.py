@@ -18,10 +18,12 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import ui
 from ser.audio import load_audio
+from ser.card import ModelCard
 from ser.errors import AudioError
 from tests import signals
+from ui import models
+from ui.markdown import md
 
 pytestmark = pytest.mark.slow
 
@@ -93,7 +95,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture
 def app(models_dir: Path) -> AppTest:
-    ui._load_failures.clear()  # a model that failed to load in one test is retried in the next
+    models.forget_load_failures()  # a model that failed to load in one test is retried in the next
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.run()
     assert not at.exception, at.exception
@@ -247,7 +249,7 @@ def test_a_file_name_cannot_inject_markdown(app: AppTest) -> None:
     assert any(r"**\[prize\](https://example.com) \$x\$.wav**" in c for c in captions(app))
     app.file_uploader(key="uploads").set_value((name, b"not audio" * 10, "audio/wav")).run()
     [error] = [e.value for e in app.error]
-    assert error == ui.md(package_message(b"not audio" * 10, name))
+    assert error == md(package_message(b"not audio" * 10, name))
     assert r"'\[prize\](https://example.com) \$x\$.wav'" in error
 
 
@@ -339,10 +341,14 @@ def test_the_example_clip_is_one_click_away(app: AppTest) -> None:
 
 
 def test_a_model_is_described_by_its_type_not_a_stale_saved_title() -> None:
+    def title(**fields: str) -> str:
+        card = ModelCard.from_dict({"labels": ["a", "b"], "features": {}, **fields}, validate=False)
+        return card.kind_title
+
     saved = {"model_type": "logmel_cnn", "title": "2-D CNN on log-mel spectrogram (strongest)"}
-    assert ui.model_title(saved) == "2-D CNN on log-mel spectrogram"  # another may be stronger now
-    assert ui.model_title({"model_type": "from_the_future", "title": "New kind"}) == "New kind"
-    assert ui.model_title({}) == "Model"
+    assert title(**saved) == "2-D CNN on log-mel spectrogram"  # another may be stronger now
+    assert title(model_type="from_the_future", title="New kind") == "New kind"
+    assert title() == "Model"
 
 
 def test_models_page_lists_models_figures_and_licences(app: AppTest) -> None:

@@ -117,7 +117,8 @@ def test_the_app_marks_a_damaged_default_model_broken_and_falls_back(
 ) -> None:
     from streamlit.testing.v1 import AppTest
 
-    import ui
+    from ui import models as app_models
+    from ui.results import headline
 
     infos = store.list_models(models)
     damaged = store.default_model(infos)
@@ -136,7 +137,7 @@ def test_the_app_marks_a_damaged_default_model_broken_and_falls_back(
     if how == "label-count":
         assert "outputs but its metadata lists" in reason
     monkeypatch.setenv("SER_MODELS_DIR", str(models))
-    ui._load_failures.clear()
+    app_models.forget_load_failures()
 
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.run()
@@ -146,7 +147,7 @@ def test_the_app_marks_a_damaged_default_model_broken_and_falls_back(
     assert f":material/block: **{damaged.name}** is broken and cannot be used: {reason}" in sidebar
     picker = at.sidebar.selectbox(key="model")
     assert picker.value == other.name
-    assert picker.options == [ui.model_label(other)]
+    assert picker.options == [app_models.model_label(other)]
     warnings = [w.value for w in at.sidebar.warning]
     if DAMAGE[how] == "loading":  # it was the default until it failed to load: say so
         assert warnings == [
@@ -162,7 +163,7 @@ def test_the_app_marks_a_damaged_default_model_broken_and_falls_back(
     assert not at.exception, at.exception
     assert not at.main.error
     expected = Recognizer.load(other.name, models).recognise(clip, name="speech.wav")
-    assert [h.value for h in at.main.subheader if " — " in h.value] == [ui.headline(expected)]
+    assert [h.value for h in at.main.subheader if " — " in h.value] == [headline(expected)]
     captions = " ".join(c.value for c in at.main.caption)
     assert f"according to model **{other.name}**" in captions
 

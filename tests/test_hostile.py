@@ -385,18 +385,18 @@ def no_switches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.Monke
 def test_the_training_switch_takes_only_known_values_and_fails_closed(
     settings: dict[str, str], enabled: bool, case: str | None, no_switches: pytest.MonkeyPatch
 ) -> None:
-    import training_ui
+    from ui import access
 
     for name, value in settings.items():
         no_switches.setenv(name, value)
-    access = training_ui.training_access()
-    assert access.enabled is enabled
-    assert access.message == (MESSAGES[case] if case else "")
+    switch = access.training_access()
+    assert switch.enabled is enabled
+    assert switch.message == (MESSAGES[case] if case else "")
 
 
 def test_a_data_root_confines_the_scan(tmp_path: Path) -> None:
     from ser.errors import DatasetError
-    from training_ui import confine
+    from ui.access import confine
 
     root = (tmp_path / "data").resolve()
     (root / "ravdess").mkdir(parents=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ser import plots
+from ser.emotions import ALL_EMOTIONS, COLOURS, EMOJI
 from tests import signals
 
 
@@ -29,10 +30,19 @@ def test_every_held_out_figure_names_its_protocol() -> None:
         )
         assert (
             protocol
-            in plots.recall_bars(confusion, ["a", "b"], protocol=protocol).layout.title.text
+            in plots.recall_bars([0.75, 1.0], ["a", "b"], protocol=protocol).layout.title.text
         )
 
 
 def test_the_curves_say_their_held_out_line_is_on_centre_crops() -> None:
     figure = plots.training_curves({"accuracy": [0.5, 0.6], "val_accuracy": [0.2, 0.22]})
     assert "held out, centre crops accuracy" in [trace.name for trace in figure.data]
+
+
+def test_every_emotion_has_one_colour_in_every_chart_and_an_emoji() -> None:
+    assert set(COLOURS) == set(EMOJI) == set(ALL_EMOTIONS)
+    assert len(set(COLOURS.values())) == len(ALL_EMOTIONS)  # told apart at a glance
+    bars = plots.probability_bars({"sad": 0.7, "happy": 0.3}).data[0]
+    assert list(bars.marker.color) == [COLOURS["happy"], COLOURS["sad"]]
+    [timeline] = plots.emotion_over_time(np.zeros(1), np.ones((1, 1)), ["angry"], window_s=3.0).data
+    assert timeline.line.color == COLOURS["angry"]

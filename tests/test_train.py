@@ -57,6 +57,44 @@ def test_speaker_folds_refuse_unknown_speakers() -> None:
         train.speaker_folds(np.array(["folders:unknown"] * 10), 5)
 
 
+def _prepared(clips: list[LabelledClip]) -> train.Prepared:
+    """Just enough of a prepared set for the split: its clips."""
+    n = len(clips)
+    return train.Prepared(tuple(clips), (), np.zeros(n, dtype=np.int64), ("happy",), {}, None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("speakers", "problem"),
+    [
+        ([f"ravdess:{a:02d}" for a in (1, 2, 21)], None),  # actor 21: the protocol's fold 6
+        ([f"tess:{s}" for s in "ABCDE"], None),  # five known speakers: five folds
+        ([f"tess:{s}" for s in "ABCD"], "at least 5 known speakers (found 4)."),
+        (
+            [f"tess:{s}" for s in "ABCDE"] + ["folders:unknown"],
+            "at least 5 known speakers (found 6, some unknown).",
+        ),
+    ],
+    ids=["ravdess-21-24", "five-speakers", "four-speakers", "unknown-speakers"],
+)
+def test_one_hold_out_rule_for_the_train_pages_check_and_the_split(
+    speakers: list[str], problem: str | None
+) -> None:
+    clips = _clips(speakers)
+    said = train.speaker_holdout_problem(clips)
+    if problem is None:
+        assert said is None
+        train_index, test_index = train.holdout_split(_prepared(clips), Validation.SPEAKER, seed=0)
+        assert len(test_index) and not {clips[i].speaker for i in train_index} & {
+            clips[i].speaker for i in test_index
+        }
+        return
+    assert said is not None and problem in said
+    with pytest.raises(TrainingError) as caught:
+        train.holdout_split(_prepared(clips), Validation.SPEAKER, seed=0)
+    assert str(caught.value) == said  # the page says before the run what the split would
+    assert train.holdout_split(_prepared(clips), Validation.RANDOM, seed=0)[1].size
+
+
 def test_scores_are_accuracy_and_unweighted_average_recall() -> None:
     scores = Scores(("a", "b"), np.array([[3, 0], [1, 1]]))
     assert scores.accuracy == pytest.approx(0.8)

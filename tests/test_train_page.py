@@ -1,6 +1,6 @@
 """The Train page, run headless with ``streamlit.testing.v1.AppTest``.
 
-Training runs in a background thread (``training_ui.TrainingJob``); the page polls it with a
+Training runs in a background thread (``ser.jobs.TrainingJob``); the page polls it with a
 fragment. AppTest does not fire ``run_every`` timers, so the tests call ``at.run()`` until the
 run has ended. Every test points ``SER_MODELS_DIR`` and ``SER_CACHE_DIR`` at temporary folders,
 so nothing is written into the repository.
@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import training_ui
-from ser import store, train
+from ser import jobs, store, train
 from ser.features import FeatureConfig
 from ser.models import ModelType
 from ser.train import Validation
+from ui.training import job_board
+from ui.training_run import epochs_text
 
 pytestmark = pytest.mark.slow
 
@@ -46,11 +47,11 @@ def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def no_run_left_behind() -> Iterator[None]:
     """A test that fails midway must not leave a run holding the one-run-at-a-time lock."""
     yield
-    active = training_ui.job_board().active()
+    active = job_board().active()
     if active is not None:
         active.stop()
         active.join(60)
-    assert training_ui.job_board().active() is None
+    assert job_board().active() is None
 
 
 def train_page() -> AppTest:
@@ -267,7 +268,7 @@ def test_the_fused_model_trains_saves_and_recognises_from_the_pages(
 )
 def test_progress_says_which_network_is_training(stage: str, expected: str) -> None:
     progress = train.Progress(stage, 5, 80, 10.0, {"loss": 0.5})
-    assert training_ui.epochs_text(progress).startswith(expected)
+    assert epochs_text(progress).startswith(expected)
     assert train.is_head_stage(stage) == ("head" in expected)
 
 
@@ -402,7 +403,7 @@ def test_a_failure_in_the_run_is_reported_not_raised(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise MemoryError("out of memory")
 
-    monkeypatch.setattr(training_ui.train, "train_holdout", broken)
+    monkeypatch.setattr(jobs.train, "train_holdout", broken)
     at = start_training(scan(train_page(), tiny_corpus), epochs=5)
     at = poll(at, finished, timeout_s=60, what="the run to fail")
     message = texts(at.error)

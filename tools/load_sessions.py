@@ -120,8 +120,8 @@ def make_clips(count: int, folder: Path, *, models_dir: Path | None = None) -> l
     A candidate is skipped when its confidence is within 0.1 point of a rounding edge, so a
     last-bit difference between two processes cannot change the headline.
     """
-    import ui
     from ser.predict import Recognizer, shipped_narrower
+    from ui.results import headline as headline_of
 
     recognizer = Recognizer.load(None, models_dir)
     narrower = shipped_narrower(
@@ -143,7 +143,7 @@ def make_clips(count: int, folder: Path, *, models_dir: Path | None = None) -> l
         path = folder / f"visitor-{i:02d}.wav"
         signals.write_audio(path, samples, sample_rate_hz=16_000, subtype="PCM_16")
         result = recognizer.recognise(path.read_bytes(), name=path.name, narrower=narrower)
-        headline = ui.headline(result)
+        headline = headline_of(result)
         edge = abs(result.prediction.confidence * 100 % 1 - 0.5)
         if headline in seen or edge < 0.1:
             continue
