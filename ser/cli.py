@@ -11,16 +11,18 @@ import json
 import shlex
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .audio import printable
+from .command import add_training_arguments, options_from_args
 from .datasets import ScanReport
+from .distribute import Distribution, Strategy
 from .errors import SERError
-from .models import ModelType
-from .train import Augmentation, Prepared, Progress, TrainOptions, Validation
+from .train import Prepared, Progress, TrainOptions
 
 if TYPE_CHECKING:
     from .evaluation import CorpusEvaluation
@@ -45,22 +47,6 @@ def progress_bar(progress: Progress) -> None:
     if progress.done >= progress.total:
         sys.stderr.write("\n")
     sys.stderr.flush()
-
-
-def _options(args: argparse.Namespace) -> TrainOptions:
-    merge = tuple(tuple(pair.split("=", 1)) for pair in args.merge or [])
-    if any(len(pair) != 2 for pair in merge):
-        raise SERError("--merge takes FROM=TO, for example calm=neutral.")
-    return TrainOptions(
-        model_type=ModelType(args.model_type),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        emotions=tuple(args.emotions.split(",")) if args.emotions else None,
-        merge=merge,  # type: ignore[arg-type]
-        augment=tuple(Augmentation(a) for a in (args.augment.split(",") if args.augment else [])),
-        validation=Validation(args.validation),
-        seed=args.seed,
-    )
 
 
 def _print_scan(report: ScanReport) -> None:
@@ -118,6 +104,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                         "confidence": round(prediction.confidence, 4),
                         "probabilities": {k: round(v, 4) for k, v in prediction.as_dict().items()},
                         "caveats": outcome.caveats,
+                        "familiar": outcome.familiar,
                         **(
                             {"timeline": outcome.timeline.as_records()}
                             if outcome.timeline is not None
@@ -137,12 +124,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import train
+    from . import distribute, train
     from .store import check_name_free, save_model
 
+    distribution = _distribution(args)  # first: TensorFlow fixes devices and cluster as it starts
     # Checked before the run, which can take an hour, and again when saving.
     check_name_free(args.name, models_dir=args.models_dir, overwrite=args.overwrite)
-    options = _options(args)
+    options = options_from_args(args)
+    options = replace(options, distribution=distribution)
+    _print_scaling(options)
     data = train.prepare(args.data, options, progress=progress_bar)
     _print_prepared(data)
     if args.keep_holdout_model and args.folds:
@@ -181,11 +171,45 @@ def cmd_train(args: argparse.Namespace) -> int:
             "temperature": across.temperature,
             "fitted_on": "leave-one-corpus-out held-out predictions",
         }
+    role = distribute.role(distribution.strategy)
+    if not role.chief:
+        print(f"{role.name} done; the chief saves the model", file=sys.stderr)
+        return 0
     info = save_model(
         model, meta, name=args.name, models_dir=args.models_dir, overwrite=args.overwrite
     )
     print(f"saved {info.keras_path}", file=sys.stderr)
+    distribute.remove_backups(distribution)
     return 0
+
+
+def _distribution(args: argparse.Namespace) -> Distribution:
+    """The run's strategy, its devices split and its cluster joined, and what it resumes."""
+    from . import distribute
+
+    strategy = Strategy(args.strategy)
+    if args.cpu_devices is not None:
+        distribute.split_cpu(args.cpu_devices)
+    distribute.replicas(strategy)  # makes the strategy now: a multi-worker one must come first
+    distribution = Distribution(strategy, args.backup_dir)
+    for backup in distribute.backed_up_fits(distribution):
+        print(
+            f"resuming: {backup.epochs_done()} epochs backed up in {backup.folder}", file=sys.stderr
+        )
+    return distribution
+
+
+def _print_scaling(options: TrainOptions) -> None:
+    from . import train
+
+    spread = train.fit_scaling(options)
+    if spread.strategy is not Strategy.DEFAULT:
+        print(
+            f"{spread.strategy.value}: {spread.replicas} replicas; global batch "
+            f"{spread.global_batch_size} ({spread.per_replica_batch_size} per replica), "
+            f"learning rate {spread.learning_rate:g} ({spread.base_learning_rate:g} x {spread.replicas})",
+            file=sys.stderr,
+        )
 
 
 def _without_models_dir(argv: Sequence[str]) -> list[str]:
@@ -278,7 +302,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.model is not None:
         return _score_saved(args)
-    options = _options(args)
+    options = options_from_args(args)
     if args.protocol == "corpus":
         if args.test_data or args.folds is not None:
             raise SERError(
@@ -363,29 +387,6 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data",
-        action="append",
-        required=True,
-        type=Path,
-        metavar="DIR",
-        help="dataset folder (repeatable)",
-    )
-    parser.add_argument(
-        "--model-type", default=ModelType.MFCC_LSTM.value, choices=[t.value for t in ModelType]
-    )
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--emotions", help="comma-separated subset to learn")
-    parser.add_argument("--merge", action="append", metavar="FROM=TO", help="e.g. calm=neutral")
-    parser.add_argument(
-        "--augment", help=f"comma-separated: {', '.join(a.value for a in Augmentation)}"
-    )
-    parser.add_argument("--validation", default="speaker", choices=[v.value for v in Validation])
-    parser.add_argument("--seed", type=int, default=42)
-
-
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m ser", description="Speech emotion recognition.")
     root.add_argument(
@@ -400,7 +401,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     t = sub.add_parser("train", help="train a model and save it in the models folder")
-    _add_training_arguments(t)
+    add_training_arguments(t)
     t.add_argument("--name", required=True)
     t.add_argument(
         "--folds",
@@ -427,12 +428,34 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="save the model the hold-out figures describe instead of retraining on all clips",
     )
+    t.add_argument(
+        "--strategy",
+        default=Strategy.DEFAULT.value,
+        choices=[s.value for s in Strategy],
+        help="default: one device; mirrored: every local GPU, else the --cpu-devices; "
+        "multiworker: one process per machine from TF_CONFIG, the chief saves. "
+        "--batch-size is per replica: the global batch and the learning rate are the "
+        "recipe's times the replicas (linear scaling rule), saved with the model",
+    )
+    t.add_argument(
+        "--cpu-devices",
+        type=int,
+        metavar="N",
+        help="split the CPU into N logical devices first: mirrored without GPUs (no faster)",
+    )
+    t.add_argument(
+        "--backup-dir",
+        type=Path,
+        metavar="DIR",
+        help="back up each fit after every epoch; the same command again resumes a killed "
+        "run where it was; removed once the model is saved",
+    )
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser(
         "evaluate", help="speaker-independent cross-validation, or a test on unseen corpora"
     )
-    _add_training_arguments(e)
+    add_training_arguments(e)
     e.add_argument("--folds", type=int, default=None, help="default 6 (the RAVDESS protocol)")
     e.add_argument(
         "--test-data",

@@ -20,6 +20,7 @@ from . import features as feats
 from .audio import Audio, assess_quality, load_audio, speech_duration_s
 from .errors import ModelError, SERError
 from .evaluation import with_temperature
+from .familiarity import Familiarity
 from .store import ModelInfo, find_model, list_models, load_keras, model_for_source_rate
 
 # For a recording's sample rate, a model that needs no more (or None): see Recognizer.recognise.
@@ -30,6 +31,11 @@ HOP_S = 1.0
 STDIN_NAME = "stdin"
 LOW_CONFIDENCE = 0.4  # of the (calibrated) top probability: below it the answer is a guess
 MIN_WINDOW_SPEECH_S = 0.5  # a window with less speech than this does not sway the headline
+UNFAMILIAR = (
+    "Unlike the speech this model learnt from: this recording lies outside what 99% of its "
+    "training clips look like (its sound, level or voice), so the answer is less reliable than "
+    "its figures say."
+)
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,7 @@ class Result:
     timeline: Timeline | None = None
     caveats: list[str] = field(default_factory=list)
     model: str = ""  # the model that answered
+    familiar: bool | None = None  # like the speech the model learnt from; None: not known
 
 
 class Recognizer:
@@ -109,6 +116,9 @@ class Recognizer:
         self.config = info.features
         # Fitted on held-out corpora at training time (ser.evaluation); 1.0 for older models.
         self.temperature = float((info.metadata.get("calibration") or {}).get("temperature") or 1.0)
+        # The training clips' summary (ser.familiarity); None for models saved without one.
+        familiarity = info.metadata.get("familiarity")
+        self.familiarity = Familiarity.from_dict(familiarity) if familiarity else None
         shape = (
             (None, self.config.dim)
             if not self.config.is_sequence
@@ -168,9 +178,18 @@ class Recognizer:
         else:
             prediction = self.predict_samples(audio.samples)
         caveats = assess_quality(audio)
+        familiar = self.is_familiar(audio.samples)
+        if familiar is False:
+            caveats.append(UNFAMILIAR)
         if prediction.confidence < LOW_CONFIDENCE:
             caveats.append(self._low_confidence(prediction.confidence))
-        return Result(name, audio, prediction, timeline, caveats, model=self.info.name)
+        return Result(name, audio, prediction, timeline, caveats, self.info.name, familiar)
+
+    def is_familiar(self, samples: np.ndarray) -> bool | None:
+        """Whether the whole clip lies within the training clips' range (None: not known)."""
+        if self.familiarity is None:
+            return None
+        return not self.familiarity.is_unfamiliar(feats.extract(samples, config=self.config))
 
     def _low_confidence(self, confidence: float) -> str:
         if self.temperature == 1.0:

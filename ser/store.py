@@ -8,6 +8,7 @@ swapped pair is reported as broken instead of silently mispredicting.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -21,10 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ModelError
+from .familiarity import Familiarity
 from .features import FeatureConfig, FeatureKind
 
 if TYPE_CHECKING:
     import keras
+
+    from .card import ModelCard
 
 METADATA_FORMAT = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -82,6 +86,7 @@ SCHEMA: dict[str, Spec] = {
         False,
         {"temperature": (_NUMBER, True, None), "fitted_on": (str, False, None)},
     ),
+    "familiarity": (dict, False, None),  # checked by Familiarity.from_dict below
     "shipped": (bool, False, None),
     "sha256": (str, False, None),
     "command": (str, False, None),
@@ -145,6 +150,11 @@ def validate_metadata(metadata: object) -> dict[str, Any]:
     FeatureConfig.from_dict(features)
     if "calibration" in metadata and not metadata["calibration"]["temperature"] > 0:
         raise ValueError("calibration.temperature must be positive")
+    if "familiarity" in metadata:
+        try:
+            Familiarity.from_dict(metadata["familiarity"])
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"familiarity is incomplete or mistyped: {error}") from None
     return metadata
 
 
@@ -166,12 +176,28 @@ def validate_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """One entry of the models folder; ``problem`` says why it cannot be used."""
+    """One entry of the models folder; ``problem`` says why it cannot be used.
+
+    ``metadata`` is the JSON as read; ``card`` is the same, typed, for everything that shows
+    or ranks models.
+    """
 
     name: str
     keras_path: Path
     metadata: dict[str, Any]
     problem: str | None = None
+
+    @functools.cached_property
+    def card(self) -> ModelCard | None:
+        """The typed metadata; None for metadata that could not be read at all."""
+        from .card import ModelCard
+
+        if not self.metadata:
+            return None
+        try:  # checked when the folder was read; metadata made by hand is taken as it is
+            return ModelCard.from_dict(self.metadata, validate=False)
+        except (TypeError, ValueError, AttributeError):
+            return None
 
     @property
     def ok(self) -> bool:
@@ -179,7 +205,7 @@ class ModelInfo:
 
     @property
     def labels(self) -> list[str]:
-        return list(self.metadata.get("labels", []))
+        return list(self.card.labels) if self.card else []
 
     @property
     def features(self) -> FeatureConfig:
@@ -187,27 +213,26 @@ class ModelInfo:
 
     @property
     def shipped(self) -> bool:
-        return bool(self.metadata.get("shipped", False))
+        return bool(self.card and self.card.shipped)
 
     @property
     def accuracy(self) -> float | None:
-        return self.metadata.get("evaluation", {}).get("mean_accuracy")
+        return self.card.accuracy if self.card else None
 
     @property
     def uar(self) -> float | None:
-        return self.metadata.get("evaluation", {}).get("mean_uar")
+        return self.card.uar if self.card else None
 
     def summary(self) -> str:
         """One line for pickers and listings."""
-        if not self.ok:
+        if not self.ok or self.card is None:
             return f"{self.name}: BROKEN ({self.problem})"
-        evaluation = self.metadata.get("evaluation", {})
         figure = (
-            f"{self.accuracy:.1%} accuracy, {self.uar:.1%} UAR ({evaluation.get('protocol', '')})"
+            f"{self.accuracy:.1%} accuracy, {self.uar:.1%} UAR ({self.card.protocol})"
             if self.accuracy is not None and self.uar is not None
             else "not evaluated"
         )
-        corpora = ", ".join(self.metadata.get("trained_on", {}).get("corpora", {})) or "?"
+        corpora = ", ".join(self.card.corpora) or "?"
         return f"{self.name}: {figure}; trained on {corpora}"
 
 
@@ -257,7 +282,7 @@ DEFAULT_MIN_ACCURACY = 0.58  # RAVDESS 6-fold by actor: a default must stay at l
 
 def worst_unseen_accuracy(info: ModelInfo) -> float | None:
     """The model's accuracy on the corpus it did worst on among those it never heard, if measured."""
-    return (info.metadata.get("cross_corpus") or {}).get("worst_accuracy")
+    return info.card.worst_unseen_accuracy if info.card else None
 
 
 def default_model(models: list[ModelInfo]) -> ModelInfo | None:

@@ -24,8 +24,10 @@ import numpy as np
 
 from .audio import with_noise
 from .datasets import LabelledClip, ScanReport, ravdess_actor, scan
+from .distribute import Backup, Distribution, Scaling, backup_for, fit_network, scaling
 from .emotions import ALL_EMOTIONS
 from .errors import SERError, TrainingError, TrainingStopped
+from .familiarity import fit_familiarity
 from .features import FeatureConfig
 from .models import (
     RECIPES,
@@ -33,11 +35,13 @@ from .models import (
     STATISTICS_HEAD_EPOCHS,
     ModelType,
     Recipe,
+    build_linear_head,
     build_model,
     build_statistics_head,
     forget_training_state,
     fuse,
     statistics_extractor,
+    statistics_model,
 )
 
 if TYPE_CHECKING:
@@ -99,6 +103,8 @@ class TrainOptions:
     augment: tuple[Augmentation, ...] = ()
     validation: Validation = Validation.SPEAKER
     seed: int = 42
+    # Where and how fits run; not in ``to_dict``: the scaling it causes is saved by ``metadata``.
+    distribution: Distribution = field(default_factory=Distribution)
 
     @property
     def recipe(self) -> Recipe:
@@ -384,6 +390,32 @@ def speaker_folds(speakers: np.ndarray, n_folds: int) -> list[Split]:
     ]
 
 
+# The one hold-out rule, for the split and for the Train page's check before any work:
+# RAVDESS actors 21-24 (the protocol's fold 6) when present, else the first of 5 folds by speaker.
+HOLDOUT_ACTORS = frozenset(range(4 * RAVDESS_FOLDS - 3, 4 * RAVDESS_FOLDS + 1))
+HOLDOUT_SPEAKER_FOLDS = 5
+
+
+def _holds_ravdess_holdout(clips: Sequence[LabelledClip]) -> bool:
+    return any(ravdess_actor(c.speaker) in HOLDOUT_ACTORS for c in clips)
+
+
+def speaker_holdout_problem(clips: Sequence[LabelledClip]) -> str | None:
+    """Why no speaker-independent hold-out can be drawn from ``clips``, or None if one can."""
+    if _holds_ravdess_holdout(clips):
+        return None
+    speakers = {c.speaker for c in clips}
+    unknown = any(s.endswith(":unknown") for s in speakers)
+    if not unknown and len(speakers) >= HOLDOUT_SPEAKER_FOLDS:
+        return None
+    return (
+        "A speaker-independent hold-out needs RAVDESS actors 21-24 among the data, "
+        f"or at least {HOLDOUT_SPEAKER_FOLDS} known speakers (found {len(speakers)}"
+        + (", some unknown" if unknown else "")
+        + "). Add speakers, or choose the random split (it overstates accuracy)."
+    )
+
+
 def holdout_split(data: Prepared, validation: Validation, *, seed: int) -> Split:
     """One train/test split: held-out speakers, or (warned against) a random 20%."""
     n = len(data.clips)
@@ -391,17 +423,11 @@ def holdout_split(data: Prepared, validation: Validation, *, seed: int) -> Split
         order = np.random.default_rng(seed).permutation(n)
         cut = max(1, n // 5)
         return np.sort(order[cut:]), np.sort(order[:cut])
-    if any(ravdess_actor(c.speaker) for c in data.clips):
-        train_index, test_index = ravdess_folds(data.clips)[-1]  # actors 21-24: protocol fold 6
-        if len(test_index):
-            return train_index, test_index
-    try:
-        return speaker_folds(data.speakers, 5)[0]
-    except TrainingError:
-        raise TrainingError(
-            "A speaker-independent hold-out needs at least 5 known speakers in the data. "
-            "Choose the random split instead (it overstates accuracy), or add speakers."
-        ) from None
+    if (problem := speaker_holdout_problem(data.clips)) is not None:
+        raise TrainingError(problem)
+    if _holds_ravdess_holdout(data.clips):
+        return ravdess_folds(data.clips)[-1]
+    return speaker_folds(data.speakers, HOLDOUT_SPEAKER_FOLDS)[0]
 
 
 # --- fitting ----------------------------------------------------------------------------
@@ -518,7 +544,8 @@ def fit(
     keras.utils.set_random_seed(options.seed)
     recipe = options.recipe
     epochs = options.epochs or recipe.epochs
-    recipe = replace(recipe, batch_size=options.batch_size or recipe.batch_size)
+    spread = fit_scaling(options)
+    recipe = replace(recipe, batch_size=spread.global_batch_size)
     features, targets = _training_set(data, train_index)
     n_labels = len(data.labels)
     y = keras.utils.to_categorical(targets, n_labels)
@@ -528,23 +555,61 @@ def fit(
         held_out = [data.features[i] for i in test_index]
         x_val = _fixed_length(held_out, recipe.crop_frames(), rng=None)
         validation = (x_val, keras.utils.to_categorical(data.targets[test_index], n_labels))
+    if not recipe.network:  # the statistics head alone, on whole clips
+        extractor, heads, figures = _train_statistics_heads(
+            features,
+            y,
+            weights,
+            recipe=replace(recipe, epochs=epochs),
+            progress=progress,
+            stop=stop,
+            stage=stage,
+        )
+        return forget_training_state(statistics_model(extractor, heads[0])), figures
     sample = _fixed_length(features, recipe.crop_frames(), rng=np.random.default_rng(options.seed))
-    model = build_model(options.model_type, n_labels=n_labels, train_features=sample)
-    history = model.fit(
+    backup = _fit_backup(features, y, options, stage)
+    if backup is not None and (resumed := backup.epochs_done()) and progress is not None:
+        progress(Progress(stage, resumed, epochs, 0.0))  # where the resumed fit starts
+    model, history = fit_network(
+        lambda: build_model(options.model_type, n_labels=n_labels, train_features=sample),
         _batches(features, y, weights, recipe, seed=options.seed),
+        spread=spread,
         epochs=epochs,
         validation_data=validation,
         callbacks=[_reporter(stage, epochs, progress, stop)],
-        verbose=0,
+        backup=backup,
     )
-    _raise_if_stopped(stop, len(history.epoch))
+    _raise_if_stopped(stop, len(next(iter(history.values()), [])))
     if recipe.statistics_heads:
-        model = _add_statistics_heads(
-            model, features, y, recipe=recipe, progress=progress, stop=stop, stage=stage
+        extractor, heads, _ = _train_statistics_heads(
+            features, y, None, recipe=recipe, progress=progress, stop=stop, stage=stage
         )
-    return forget_training_state(model), {
-        k: [float(v) for v in vs] for k, vs in history.history.items()
-    }
+        model = fuse(model, extractor, heads)
+    return forget_training_state(model), {k: [float(v) for v in vs] for k, vs in history.items()}
+
+
+def fit_scaling(options: TrainOptions) -> Scaling:
+    """The batch and learning rate of ``options``' fits: per replica, scaled by the replicas."""
+    recipe = options.recipe
+    return scaling(
+        options.distribution.strategy,
+        per_replica_batch_size=options.batch_size or recipe.batch_size,
+        base_learning_rate=recipe.learning_rate,
+    )
+
+
+def _fit_backup(
+    features: list[np.ndarray], y: np.ndarray, options: TrainOptions, stage: str
+) -> Backup | None:
+    """The backup of this very fit (its clips, labels, options and stage), so that a resumed
+    run finds each of its fits' own; None when the run keeps no backups."""
+    if options.distribution.backup_dir is None:
+        return None
+    digest = hashlib.sha256(y.tobytes())
+    for f in features:
+        digest.update(np.ascontiguousarray(f).tobytes())
+    identity = f"{stage}|{options.to_dict()}|{fit_scaling(options).to_dict()}|{digest.hexdigest()}"
+    return backup_for(options.distribution, identity=identity)
 
 
 def _raise_if_stopped(stop: threading.Event | None, epochs_done: int) -> None:
@@ -552,19 +617,20 @@ def _raise_if_stopped(stop: threading.Event | None, epochs_done: int) -> None:
         raise TrainingStopped(f"Training stopped after {epochs_done} epochs; nothing was saved.")
 
 
-def _add_statistics_heads(
-    cnn: keras.Model,
+def _train_statistics_heads(
     features: list[np.ndarray],
     y: np.ndarray,
+    weights: np.ndarray | None,
     *,
     recipe: Recipe,
     progress: ProgressFn | None,
     stop: threading.Event | None,
     stage: str,
-) -> keras.Model:
-    """Train MLPs on each whole clip's band statistics, then average them with ``cnn``.
+) -> tuple[keras.Model, list[keras.Model], dict[str, list[float]]]:
+    """The statistics extractor, and heads trained on each whole clip's statistics (with the
+    last head's history).
 
-    Averaging heads that differ only in their random start steadies the small, noisy head.
+    Averaging MLP heads that differ only in their random start steadies the small, noisy head.
     """
     extractor = statistics_extractor(
         features[0].shape[-1],
@@ -574,24 +640,36 @@ def _add_statistics_heads(
         shape_moments=recipe.head_shape_moments,
     )
     statistics = _outputs_whole(extractor, features)
-    heads, n_heads = [], recipe.statistics_heads
+    epochs = recipe.epochs if recipe.head_linear else STATISTICS_HEAD_EPOCHS
+    batch = recipe.batch_size if recipe.head_linear else STATISTICS_HEAD_BATCH
+    heads, n_heads, history = [], recipe.statistics_heads, None
     for i in range(n_heads):
         name = "statistics_head" if i == 0 else f"statistics_head_{i + 1}"
-        head = build_statistics_head(n_labels=y.shape[1], train_statistics=statistics, name=name)
+        head = (
+            build_linear_head(
+                n_labels=y.shape[1],
+                train_statistics=statistics,
+                learning_rate=recipe.learning_rate,
+                name=name,
+            )
+            if recipe.head_linear
+            else build_statistics_head(n_labels=y.shape[1], train_statistics=statistics, name=name)
+        )
         which = f" {i + 1}/{n_heads}" if n_heads > 1 else ""
         history = head.fit(
             statistics,
             y,
-            epochs=STATISTICS_HEAD_EPOCHS,
-            batch_size=STATISTICS_HEAD_BATCH,
-            callbacks=[
-                _reporter(f"{stage} · {HEAD_STAGE}{which}", STATISTICS_HEAD_EPOCHS, progress, stop)
-            ],
+            sample_weight=weights,
+            epochs=epochs,
+            batch_size=batch,
+            shuffle=True,
+            callbacks=[_reporter(f"{stage} · {HEAD_STAGE}{which}", epochs, progress, stop)],
             verbose=0,
         )
         _raise_if_stopped(stop, len(history.epoch))
         heads.append(head)
-    return fuse(cnn, extractor, heads)
+    figures = {k: [float(v) for v in vs] for k, vs in history.history.items()} if history else {}
+    return extractor, heads, figures
 
 
 def _reporter(
@@ -908,7 +986,7 @@ def metadata(
         "title": options.model_type.title,
         "labels": list(data.labels),
         "features": options.features.to_dict(),
-        "training": options.to_dict(),
+        "training": {**options.to_dict(), "distribution": fit_scaling(options).to_dict()},
         "trained_on": {
             "corpora": corpora,
             "clips": len(clips),
@@ -916,6 +994,7 @@ def metadata(
             "emotions": {label: int((targets == i).sum()) for i, label in enumerate(data.labels)},
         },
         "evaluation": evaluation or {},
+        "familiarity": fit_familiarity([data.features[i] for i in index]).to_dict(),
         "command": command,
         "shipped": shipped,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
