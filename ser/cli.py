@@ -377,6 +377,48 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_familiarity(args: argparse.Namespace) -> int:
+    """Fit a saved model's familiarity on the clips it learnt from, and save it in its JSON."""
+    from . import train
+    from .familiarity import fit_familiarity
+    from .models import ModelType
+    from .store import find_model, update_metadata
+
+    info = find_model(args.model, args.models_dir)
+    if not info.ok:
+        raise SERError(f"{info.name} cannot be used: {info.problem}")
+    training = info.metadata.get("training", {})
+    options = TrainOptions(
+        model_type=ModelType(info.metadata["model_type"]),
+        emotions=tuple(training["emotions"]) if training.get("emotions") else None,
+        merge=tuple((a, b) for a, b in training.get("merge", [])),
+    )
+    if options.features.to_dict() != info.features.to_dict():
+        raise SERError(
+            f"{info.name} was saved with other feature settings than its type has now; "
+            "retrain it instead."
+        )
+    data = train.prepare(args.data, options, progress=progress_bar)
+    learnt_from = info.metadata.get("trained_on", {}).get("clips")
+    if len(data.clips) != learnt_from:
+        raise SERError(
+            f"These folders hold {len(data.clips)} usable clips; {info.name} learnt from "
+            f"{learnt_from}. Give the folders it was trained on (its JSON's command)."
+        )
+    familiarity = fit_familiarity(data.features)
+    update_metadata(info, {"familiarity": familiarity.to_dict()})
+    print(
+        f"{info.name}: familiarity of {familiarity.clips} clips saved "
+        f"(threshold {familiarity.threshold:.3f} at the {familiarity.percentile:g}th percentile)",
+        file=sys.stderr,
+    )
+    for folder in args.check or []:
+        checked = train.prepare([folder], replace(options, emotions=None, merge=()))
+        flagged = np.mean([familiarity.is_unfamiliar(f) for f in checked.features])
+        print(f"  {printable(str(folder))}: {flagged:.1%} of {len(checked.clips)} clips unfamiliar")
+    return 0
+
+
 def cmd_scan(args: argparse.Namespace) -> int:
     from .datasets import scan
 
@@ -493,6 +535,22 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list installed models; * marks the default")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=cmd_models)
+
+    f = sub.add_parser(
+        "familiarity",
+        help="fit a saved model's familiarity (when to say a recording is unlike its training "
+        "clips) on the folders it was trained on; new models carry it already",
+    )
+    f.add_argument("model", help="model name or path to a .keras file")
+    f.add_argument("--data", action="append", required=True, type=Path, metavar="DIR")
+    f.add_argument(
+        "--check",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="also print the share of this folder's clips found unfamiliar (repeatable)",
+    )
+    f.set_defaults(func=cmd_familiarity)
 
     s = sub.add_parser("scan", help="show what a dataset folder holds")
     s.add_argument("--data", action="append", required=True, type=Path, metavar="DIR")

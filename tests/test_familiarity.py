@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -92,7 +93,24 @@ def test_a_tiny_model_flags_noise_and_not_its_own_kind_of_clip(tiny_models_dir: 
     assert recognizer.is_familiar(noise) is False
     result = recognizer.recognise_audio(_audio(noise, rate))
     assert result.familiar is False
-    assert UNFAMILIAR in result.caveats
+    assert [c for c in result.caveats if c.startswith(UNFAMILIAR)]
+
+
+@pytest.mark.slow
+def test_the_caveat_names_the_unseen_corpus_and_unseen_speaker_figures(
+    tiny_models_dir: Path,
+) -> None:
+    recognizer = Recognizer.load("tiny-classic", tiny_models_dir)
+    assert "may be less reliable" in recognizer._unfamiliar()  # no cross-corpus figures saved
+    info = store.find_model("tiny-classic", tiny_models_dir)
+    figures = {
+        "evaluation": {"mean_accuracy": 0.61, "mean_uar": 0.6},
+        "cross_corpus": {"mean_accuracy": 0.31, "four_class": {"mean_accuracy": 0.44}},
+    }
+    recognizer.info = dataclasses.replace(info, metadata={**info.metadata, **figures})
+    caveat = recognizer._unfamiliar()
+    assert caveat.startswith(UNFAMILIAR)
+    assert "(44%)" in caveat and "(61%)" in caveat
 
 
 def _audio(samples: np.ndarray, rate: int) -> Audio:
