@@ -147,7 +147,9 @@ class Recognizer:
 
     def predict_samples(self, samples: np.ndarray) -> Prediction:
         """Probabilities for mono samples at the model's rate."""
-        x = feats.extract(samples, config=self.config)
+        return self._predict_features(feats.extract(samples, config=self.config))
+
+    def _predict_features(self, x: np.ndarray) -> Prediction:
         return Prediction(self.labels, self.probabilities(x[np.newaxis])[0])
 
     def timeline(
@@ -170,13 +172,14 @@ class Recognizer:
     def recognise_audio(self, audio: Audio, *, name: str = "clip") -> Result:
         """Overall prediction, the timeline for a long clip, and quality caveats."""
         timeline = None
+        whole = feats.extract(audio.samples, config=self.config)  # once, for both uses below
         if audio.duration_s > LONG_CLIP_S:
             timeline = self.timeline(audio.samples)
             prediction = Prediction(self.labels, timeline.overall())
         else:
-            prediction = self.predict_samples(audio.samples)
+            prediction = self._predict_features(whole)
         caveats = assess_quality(audio)
-        familiar = self.is_familiar(audio.samples)
+        familiar = self._is_familiar_features(whole)
         if familiar is False:
             caveats.append(self._unfamiliar())
         if prediction.confidence < LOW_CONFIDENCE:
@@ -185,9 +188,10 @@ class Recognizer:
 
     def is_familiar(self, samples: np.ndarray) -> bool | None:
         """Whether the whole clip lies within the training clips' range (None: not known)."""
-        if self.familiarity is None:
-            return None
-        return not self.familiarity.is_unfamiliar(feats.extract(samples, config=self.config))
+        return self._is_familiar_features(feats.extract(samples, config=self.config))
+
+    def _is_familiar_features(self, x: np.ndarray) -> bool | None:
+        return None if self.familiarity is None else not self.familiarity.is_unfamiliar(x)
 
     def _unfamiliar(self) -> str:
         """The caveat for an unfamiliar clip, with the two figures it is between."""
