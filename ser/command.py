@@ -13,6 +13,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+from .datasets import SPEAKER_RULES_HELP
 from .errors import SERError
 from .models import ModelType
 from .train import Augmentation, TrainOptions, Validation
@@ -40,6 +41,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--validation", default="speaker", choices=[v.value for v in Validation])
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--speakers", metavar="RULE", help=SPEAKER_RULES_HELP)
 
 
 def options_from_args(args: argparse.Namespace) -> TrainOptions:
@@ -56,6 +58,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         augment=tuple(Augmentation(a) for a in (args.augment.split(",") if args.augment else [])),
         validation=Validation(args.validation),
         seed=args.seed,
+        speakers=args.speakers,
     )
 
 
@@ -75,6 +78,8 @@ def train_arguments(folders: Sequence[str], options: TrainOptions) -> list[str]:
     if settings["augment"]:
         args += ["--augment", ",".join(settings["augment"])]
     args += ["--validation", settings["validation"], "--seed", str(settings["seed"])]
+    if settings["speakers"]:
+        args += ["--speakers", settings["speakers"]]
     return args
 
 

@@ -14,7 +14,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -589,6 +589,60 @@ def scan(
         duplicates=tuple(pairs),
         total_seconds=sum(item.frames / item.sample_rate for item in kept),
     )
+
+
+# --- speakers of one's own folders -------------------------------------------------------
+
+SUBFOLDER_SPEAKERS = "subfolder"  # DATASET/SPEAKER/EMOTION/clip.wav
+NAME_SPEAKERS = "name:"  # "name:REGEX": the REGEX's first group in each file name
+SPEAKER_RULES_HELP = (
+    "How the speakers of your own folders (one subfolder per emotion) are named: "
+    f"'{SUBFOLDER_SPEAKERS}' for a folder per speaker above the emotion folders "
+    "(DATASET/anna/angry/01.wav), or 'name:PATTERN' for a regular expression whose first "
+    "group picks the speaker out of each file name (name:^([a-z]+)_ finds anna in "
+    "anna_01.wav). Named corpora (RAVDESS, TESS, ...) keep their own speakers."
+)
+
+
+def name_speakers(report: ScanReport, rule: str | None) -> ScanReport:
+    """``report`` with the speakers of its own-folder clips named by ``rule`` (see
+    ``SPEAKER_RULES_HELP``); None keeps them as scanned (unknown). A clip the rule names no
+    speaker for stays unknown, so a speaker-independent split refuses it rather than guess."""
+    if rule is None:
+        return report
+    find = _speaker_rule(rule)
+    clips = []
+    for clip in report.clips:
+        root = next((r for r in report.folders if clip.path.is_relative_to(r)), None)
+        speaker = (
+            find(clip.path.relative_to(root)) if clip.corpus is Corpus.FOLDERS and root else None
+        )
+        clips.append(
+            replace(clip, speaker=f"{Corpus.FOLDERS.value}:{speaker}") if speaker else clip
+        )
+    return replace(report, clips=tuple(clips))
+
+
+def _speaker_rule(rule: str) -> Callable[[Path], str | None]:
+    if rule == SUBFOLDER_SPEAKERS:
+        # The folder just above the emotion folder; a clip in a top-level emotion folder has none.
+        return lambda relative: relative.parts[-3] if len(relative.parts) >= 3 else None
+    if rule.startswith(NAME_SPEAKERS):
+        try:
+            pattern = re.compile(rule.removeprefix(NAME_SPEAKERS))
+        except re.error as error:
+            raise DatasetError(
+                f"The speaker pattern is not a valid regular expression: {error}"
+            ) from None
+        if pattern.groups < 1:
+            raise DatasetError("The speaker pattern needs a group in brackets: the speaker.")
+
+        def from_name(relative: Path) -> str | None:
+            match = pattern.search(relative.name)
+            return match.group(1) if match and match.group(1) else None
+
+        return from_name
+    raise DatasetError(f"Unknown speaker rule {rule!r}. {SPEAKER_RULES_HELP}")
 
 
 def _drop_duplicates(

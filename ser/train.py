@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .audio import with_noise
-from .datasets import LabelledClip, ScanReport, ravdess_actor, scan
+from .datasets import LabelledClip, ScanReport, name_speakers, ravdess_actor, scan
 from .distribute import Backup, Distribution, Scaling, backup_for, fit_network, scaling
 from .emotions import ALL_EMOTIONS
 from .errors import SERError, TrainingError, TrainingStopped
@@ -52,6 +52,7 @@ RAVDESS_FOLDS = 6  # fold k holds out actors 4k-3 .. 4k
 
 class Validation(str, Enum):
     SPEAKER = "speaker"  # held-out speakers: the honest figure
+    SPEAKER_FOLDS = "speaker_folds"  # k-fold by speaker; leave-one-speaker-out when few
     RANDOM = "random"  # leaks speakers: overstates accuracy by 10-25 points
 
 
@@ -103,6 +104,7 @@ class TrainOptions:
     augment: tuple[Augmentation, ...] = ()
     validation: Validation = Validation.SPEAKER
     seed: int = 42
+    speakers: str | None = None  # how own folders name speakers: datasets.name_speakers
     # Where and how fits run; not in ``to_dict``: the scaling it causes is saved by ``metadata``.
     distribution: Distribution = field(default_factory=Distribution)
 
@@ -124,6 +126,7 @@ class TrainOptions:
             "augment": [a.value for a in self.augment],
             "validation": self.validation.value,
             "seed": self.seed,
+            "speakers": self.speakers,
             "recipe": self.recipe.training_settings(),  # e.g. how many heads: recipes change
         }
 
@@ -326,6 +329,7 @@ def prepare(
 ) -> Prepared:
     """Scan (unless given a report), relabel, and extract features for every clip."""
     report = folders if isinstance(folders, ScanReport) else scan(folders)
+    report = name_speakers(report, options.speakers)
     relabelled = _relabel(report.clips, options)
     labels = tuple(e for e in ALL_EMOTIONS if e in {emotion for _, emotion in relabelled})
     _require_enough(Counter(emotion for _, emotion in relabelled), options)  # before the work
@@ -400,20 +404,44 @@ def _holds_ravdess_holdout(clips: Sequence[LabelledClip]) -> bool:
     return any(ravdess_actor(c.speaker) in HOLDOUT_ACTORS for c in clips)
 
 
+# The rules the splits follow, in the words the Train page shows beside the choice.
+VALIDATION_RULES = {
+    Validation.SPEAKER: "Held-out speakers: RAVDESS actors 21-24 when present, else a fifth of "
+    f"the speakers; needs at least {HOLDOUT_SPEAKER_FOLDS} known speakers.",
+    Validation.SPEAKER_FOLDS: f"k-fold by speaker: {HOLDOUT_SPEAKER_FOLDS} folds, or one per "
+    "speaker with fewer (leave-one-speaker-out), then the model is trained on every clip; "
+    "needs at least 2 known speakers.",
+    Validation.RANDOM: "A random 20% of the clips: the same speakers on both sides, so it "
+    "overstates accuracy.",
+}
+
+
+def _known_speakers(clips: Sequence[LabelledClip]) -> tuple[set[str], bool]:
+    speakers = {c.speaker for c in clips}
+    return speakers, any(s.endswith(":unknown") for s in speakers)
+
+
+def validation_problem(clips: Sequence[LabelledClip], validation: Validation) -> str | None:
+    """Why ``validation`` cannot be drawn from ``clips`` (in the words of its rule), or None."""
+    if validation is Validation.RANDOM:
+        return None
+    speakers, unknown = _known_speakers(clips)
+    if validation is Validation.SPEAKER:
+        if _holds_ravdess_holdout(clips) or (
+            not unknown and len(speakers) >= HOLDOUT_SPEAKER_FOLDS
+        ):
+            return None
+    elif not unknown and len(speakers) >= 2:
+        return None
+    found = f"Found {len(speakers)} speakers" + (
+        ", some unknown: say how your folders name speakers." if unknown else "."
+    )
+    return f"{VALIDATION_RULES[validation]} {found}"
+
+
 def speaker_holdout_problem(clips: Sequence[LabelledClip]) -> str | None:
     """Why no speaker-independent hold-out can be drawn from ``clips``, or None if one can."""
-    if _holds_ravdess_holdout(clips):
-        return None
-    speakers = {c.speaker for c in clips}
-    unknown = any(s.endswith(":unknown") for s in speakers)
-    if not unknown and len(speakers) >= HOLDOUT_SPEAKER_FOLDS:
-        return None
-    return (
-        "A speaker-independent hold-out needs RAVDESS actors 21-24 among the data, "
-        f"or at least {HOLDOUT_SPEAKER_FOLDS} known speakers (found {len(speakers)}"
-        + (", some unknown" if unknown else "")
-        + "). Add speakers, or choose the random split (it overstates accuracy)."
-    )
+    return validation_problem(clips, Validation.SPEAKER)
 
 
 def holdout_split(data: Prepared, validation: Validation, *, seed: int) -> Split:
@@ -423,7 +451,7 @@ def holdout_split(data: Prepared, validation: Validation, *, seed: int) -> Split
         order = np.random.default_rng(seed).permutation(n)
         cut = max(1, n // 5)
         return np.sort(order[cut:]), np.sort(order[:cut])
-    if (problem := speaker_holdout_problem(data.clips)) is not None:
+    if (problem := validation_problem(data.clips, validation)) is not None:
         raise TrainingError(problem)
     if _holds_ravdess_holdout(data.clips):
         return ravdess_folds(data.clips)[-1]
@@ -928,6 +956,7 @@ class HoldoutResult:
     history: dict[str, list[float]]
     protocol: str
     train_index: np.ndarray  # the clips the model learnt from
+    evaluation: Evaluation | None = None  # k-fold by speaker: every fold's figures
 
 
 def train_holdout(
@@ -937,7 +966,10 @@ def train_holdout(
     progress: ProgressFn | None = None,
     stop: threading.Event | None = None,
 ) -> HoldoutResult:
-    """Train on the training side of one split and score the held-out side."""
+    """Train on the training side of one split and score the held-out side; for k-fold by
+    speaker, score every fold, then train the model on every clip."""
+    if options.validation is Validation.SPEAKER_FOLDS:
+        return _train_speaker_folds(data, options, progress=progress, stop=stop)
     train_index, test_index = holdout_split(data, options.validation, seed=options.seed)
     model, history = fit(
         data, train_index, options, test_index=test_index, progress=progress, stop=stop
@@ -951,8 +983,32 @@ def train_holdout(
     return HoldoutResult(model, score(model, data, test_index), history, protocol, train_index)
 
 
+def _train_speaker_folds(
+    data: Prepared,
+    options: TrainOptions,
+    *,
+    progress: ProgressFn | None,
+    stop: threading.Event | None,
+) -> HoldoutResult:
+    if (problem := validation_problem(data.clips, Validation.SPEAKER_FOLDS)) is not None:
+        raise TrainingError(problem)
+    n_speakers = len(set(data.speakers.tolist()))
+    n_folds = min(HOLDOUT_SPEAKER_FOLDS, n_speakers)
+    evaluation = cross_validate(data, options, n_folds=n_folds, progress=progress, stop=stop)
+    if n_folds == n_speakers:
+        evaluation = replace(evaluation, protocol=f"leave-one-speaker-out ({n_speakers} speakers)")
+    everything = np.arange(len(data.clips))
+    model, history = fit(data, everything, options, progress=progress, stop=stop, stage="all clips")
+    return HoldoutResult(
+        model, evaluation.total, history, evaluation.protocol, everything, evaluation
+    )
+
+
 def holdout_evaluation(held: HoldoutResult) -> dict[str, Any]:
-    """A hold-out's figures in the shape cross-validation reports them (one 'fold')."""
+    """A hold-out's figures in the shape cross-validation reports them (one 'fold'), or
+    the folds' own for k-fold by speaker."""
+    if held.evaluation is not None:
+        return held.evaluation.to_dict()
     return {
         "protocol": held.protocol,
         "mean_accuracy": round(held.scores.accuracy, 4),

@@ -80,5 +80,6 @@ AUGMENT_LABELS = {  # the augmentations the Train page offers, as it names them
 }
 VALIDATION_LABELS = {
     Validation.SPEAKER: "Speaker-independent hold-out (recommended)",
+    Validation.SPEAKER_FOLDS: "k-fold by speaker (for few speakers)",
     Validation.RANDOM: "Random 20% split",
 }

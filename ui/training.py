@@ -18,7 +18,7 @@ import uuid
 import streamlit as st
 
 from ser import jobs
-from ser.datasets import ScanReport
+from ser.datasets import NAME_SPEAKERS, ScanReport
 from ser.jobs import TrainingJob
 from ser.models import ModelType
 from ser.train import Augmentation, TrainOptions
@@ -38,6 +38,8 @@ BUTTON_KEYS = frozenset(
 MODEL_TYPE_WIDGET = "train_model_type"
 BATCH_SIZE_WIDGET = "train_batch_size"
 VALIDATION_WIDGET = "train_validation"
+SPEAKERS_WIDGET = "train_speakers"  # how own folders name speakers: None, subfolder or name:
+SPEAKER_PATTERN_WIDGET = "train_speaker_pattern"
 
 
 def epochs_widget(model_type: ModelType) -> str:
@@ -100,6 +102,12 @@ def _restore_form(job: TrainingJob) -> None:
     st.session_state[epochs_widget(options.model_type)] = options.epochs
     st.session_state[BATCH_SIZE_WIDGET] = options.batch_size
     st.session_state[VALIDATION_WIDGET] = options.validation
+    rule = options.speakers
+    if rule is not None and rule.startswith(NAME_SPEAKERS):
+        st.session_state[SPEAKERS_WIDGET] = NAME_SPEAKERS
+        st.session_state[SPEAKER_PATTERN_WIDGET] = rule.removeprefix(NAME_SPEAKERS)
+    else:
+        st.session_state[SPEAKERS_WIDGET] = rule
     for aug in AUGMENT_LABELS:
         st.session_state[augment_widget(aug)] = aug in options.augment
 

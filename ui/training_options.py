@@ -7,14 +7,23 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from ser.datasets import ScanReport
+from ser.datasets import (
+    NAME_SPEAKERS,
+    SUBFOLDER_SPEAKERS,
+    Corpus,
+    ScanReport,
+    name_speakers,
+)
 from ser.emotions import ALL_EMOTIONS
+from ser.errors import DatasetError
 from ser.models import RECIPES, ModelType
-from ser.train import TrainOptions, Validation, speaker_holdout_problem
+from ser.train import VALIDATION_RULES, TrainOptions, Validation, validation_problem
 from ui.texts import AUGMENT_LABELS, RANDOM_SPLIT_WARNING, VALIDATION_LABELS
 from ui.training import (
     BATCH_SIZE_WIDGET,
     MODEL_TYPE_WIDGET,
+    SPEAKER_PATTERN_WIDGET,
+    SPEAKERS_WIDGET,
     VALIDATION_WIDGET,
     augment_widget,
     epochs_widget,
@@ -85,8 +94,10 @@ def choose_options(report: ScanReport, *, busy: bool) -> Choice:
             help="How the held-out figure is measured. Held-out speakers never occur in "
             "training, as with a new user of the app.",
         )
+        st.caption(VALIDATION_RULES[validation])  # the rule the split follows, as it says it
         if validation is Validation.RANDOM:
             st.warning(RANDOM_SPLIT_WARNING, icon=":material/warning:")
+        speakers = _choose_speakers(report, busy=busy)
 
     options = TrainOptions(
         model_type=model_type,
@@ -99,8 +110,40 @@ def choose_options(report: ScanReport, *, busy: bool) -> Choice:
         merge=tuple(merges),
         augment=augment,
         validation=validation,
+        speakers=speakers,
     )
-    return Choice(options, problem(report, merges, emotions, validation))
+    return Choice(options, problem(report, merges, emotions, validation, speakers))
+
+
+SPEAKER_CHOICES = {  # how one's own folders (one subfolder per emotion) name their speakers
+    None: "Not named: all one unknown speaker",
+    SUBFOLDER_SPEAKERS: "A folder per speaker above the emotion folders (anna/angry/01.wav)",
+    NAME_SPEAKERS: "A pattern in the file names",
+}
+
+
+def _choose_speakers(report: ScanReport, *, busy: bool) -> str | None:
+    """The speaker rule for own folders (``name_speakers``); None when there are none."""
+    if not any(clip.corpus is Corpus.FOLDERS for clip in report.clips):
+        return None
+    choice = st.radio(
+        "Speakers of your own folders",
+        list(SPEAKER_CHOICES),
+        format_func=SPEAKER_CHOICES.__getitem__,
+        key=SPEAKERS_WIDGET,
+        disabled=busy,
+        help="Speaker-independent figures need to know who spoke each clip.",
+    )
+    if choice != NAME_SPEAKERS:
+        return choice
+    pattern = st.text_input(
+        "Pattern: a regular expression whose first group is the speaker",
+        value="^([^_]+)_",
+        key=SPEAKER_PATTERN_WIDGET,
+        disabled=busy,
+        help="Searched in each file name: ^([^_]+)_ finds anna in anna_angry_01.wav.",
+    )
+    return NAME_SPEAKERS + pattern
 
 
 def _choose_emotions(
@@ -131,7 +174,11 @@ def _choose_emotions(
 
 
 def problem(
-    report: ScanReport, merges: list[tuple[str, str]], emotions: list[str], validation: Validation
+    report: ScanReport,
+    merges: list[tuple[str, str]],
+    emotions: list[str],
+    validation: Validation,
+    speakers: str | None = None,
 ) -> str | None:
     """Why these options cannot train, said before any work starts (the package checks too)."""
     sources = [a for a, _ in merges]
@@ -142,6 +189,8 @@ def problem(
     if len(emotions) < 2:
         found = ", ".join(report.emotions)
         return f"Training needs at least two emotions; these folders give {len(emotions)} to learn (found: {found})."
-    if validation is Validation.SPEAKER:
-        return speaker_holdout_problem(report.clips)  # the rule the split itself follows
-    return None
+    try:
+        named = name_speakers(report, speakers)
+    except DatasetError as error:
+        return str(error)
+    return validation_problem(named.clips, validation)  # the rule the split itself follows
