@@ -279,7 +279,7 @@ STATE_FILE = "state.json"
 class Backup:
     """One fit's latest finished epoch: its weights and optimizer state, and how many epochs.
 
-    Only the chief writes; every worker restores from the chief's folder (weights are the same
+    Only the chief writes (the others save alongside it, to nowhere); every worker restores from the chief's folder (weights are the same
     on every worker), so all resume at the same epoch: across machines, give a folder they
     share. Each epoch's weights go to a new file and ``state.json`` is replaced last, so a kill
     at any moment leaves the previous epoch whole.
@@ -323,6 +323,11 @@ class Backup:
 
     def save(self, model: keras.Model, *, epochs_done: int) -> None:
         if not self.writer:
+            # Reading a multi-worker model's variables is a collective op that every worker
+            # must join at once (else the next step's all-reduce meets the chief's broadcast
+            # and both abort): so a worker that does not write saves too, to a scratch folder.
+            with tempfile.TemporaryDirectory(prefix="ser-backup-") as scratch:
+                model.save_weights(Path(scratch) / "epoch.weights.h5")
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         weights = f"epoch-{epochs_done:05d}.weights.h5"
@@ -341,7 +346,11 @@ class Backup:
 
         class SaveEachEpoch(keras.callbacks.Callback):
             def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                backup.save(self.model, epochs_done=epoch + 1)
+                # Stopped between batches (a stop asked for): the epoch was cut short, so it
+                # is not backed up as done. (This callback runs first, before any callback
+                # could stop training at an epoch's end.)
+                if not self.model.stop_training:
+                    backup.save(self.model, epochs_done=epoch + 1)
 
         return SaveEachEpoch()
 
