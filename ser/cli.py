@@ -76,8 +76,11 @@ def _read_stdin() -> bytes:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from . import batch
     from .predict import Recognizer, shipped_narrower
 
+    if args.jobs is not None or args.output is not None or batch.wants_batch(args.files):
+        return _predict_batch(args)
     recognizer = Recognizer.load(args.model, args.models_dir)
     # The default hands a recording made below its rate to a shipped model that fits it; a
     # model asked for by name answers everything itself.
@@ -95,25 +98,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             continue
         prediction = outcome.prediction
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        "file": name,
-                        "model": outcome.model,
-                        "emotion": prediction.emotion,
-                        "confidence": round(prediction.confidence, 4),
-                        "probabilities": {k: round(v, 4) for k, v in prediction.as_dict().items()},
-                        "caveats": outcome.caveats,
-                        "familiar": outcome.familiar,
-                        **(
-                            {"timeline": outcome.timeline.as_records()}
-                            if outcome.timeline is not None
-                            else {}
-                        ),
-                    }
-                ),
-                flush=True,
-            )
+            print(json.dumps(batch.record(name, outcome)), flush=True)
         else:
             note = f"  ({'; '.join(outcome.caveats)})" if outcome.caveats else ""
             print(
@@ -121,6 +106,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 flush=True,
             )
     return 1 if failures else 0
+
+
+def _predict_batch(args: argparse.Namespace) -> int:
+    """Folders, patterns, --jobs or --output: ``ser.batch``, resumable, with a summary."""
+    from . import batch
+
+    if any(f in STDIN_ARGUMENTS for f in args.files):
+        raise SERError("A clip piped in ('-') goes alone, without folders, --jobs or --output.")
+
+    def show(line: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(line), flush=True)
+        elif "error" in line:
+            print(f"{printable(line['file'])}: error: {line['error']}", flush=True)
+        else:
+            note = f"  ({'; '.join(line['caveats'])})" if line["caveats"] else ""
+            print(
+                f"{printable(line['file'])}: {line['emotion']} {line['confidence']:.0%}{note}",
+                flush=True,
+            )
+
+    summary = batch.run(
+        args.files,
+        model=args.model,
+        models_dir=args.models_dir,
+        jobs=args.jobs or 1,
+        output=args.output,
+        sink=None if args.output is not None else show,
+    )
+    print(summary.line(args.jobs or 1), file=sys.stderr)
+    return 1 if summary.failed else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -439,7 +455,25 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="recognise the emotion in audio files")
     p.add_argument("--model", default=None, help="model name or path to a .keras file")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("files", nargs="+")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="answer with N worker processes (folders, patterns and --output use one by default)",
+    )
+    p.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="append each answer to FILE as a JSON line as it comes; run again to resume, "
+        "skipping the files FILE already answers",
+    )
+    p.add_argument(
+        "files",
+        nargs="+",
+        help="audio files, folders (searched for audio files) or quoted glob patterns "
+        "('data/**/*.wav'); '-' reads a clip piped in",
+    )
     p.set_defaults(func=cmd_predict)
 
     t = sub.add_parser("train", help="train a model and save it in the models folder")
