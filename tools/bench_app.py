@@ -1,21 +1,23 @@
 """Measure the app as a visitor meets it: ``.venv/bin/python tools/bench_app.py``.
 
 1. Start-up: from launching ``streamlit run app.py`` to ``/_stcore/health`` answering, and to
-   the default model being ready. "Ready" is observed in a real browser (Debian's Chromium
-   through Playwright), opened as soon as the health check answers, as a first visitor would:
-   the sidebar says "Model NAME is ready." once the model is loaded and its graph traced. The
-   server's own log line ("ser-app: model NAME ready ... (at UNIX_TIME)") gives the same
-   moment without the browser's share; both are printed.
+   the page being usable: a real browser (Debian's Chromium through Playwright), opened as
+   soon as the health check answers, as a first visitor would, sees the uploader take files.
+   The server's own log line ("ser-app: model NAME ready ... (at UNIX_TIME)") tells when the
+   default model was loaded and traced, in a background thread.
 2. Latency: a 4 s speech-like WAV uploaded through the page, timed from the upload request
    finishing to the result (headline naming the file, and the probability chart) on screen;
-   10 clips, one after the other in the same page, each a different file. The first also
-   waits for the browser to load the chart code (once per visit). The
+   10 clips, one after the other in the same page, each a different file. The first goes in
+   the moment the page is usable, on the fresh server: it waits for whatever of the model's
+   loading is left, and for the browser to load the chart code (once per visit). The
    server's CPU seconds per clip are printed too: unlike wall time, they hardly depend on
    what else the machine is doing.
 3. Memory: resident set size (VmRSS) of the Streamlit process and its children after the
    model is loaded and the 10 clips are recognised.
 
-Targets: ready <= 8 s, result <= 1 s, RSS <= 1 GB. Exit status 1 if one is missed.
+Targets: page usable <= 3 s, first answer <= 1.5 s, later ones <= 0.5 s (median), RSS <= 1 GB.
+Exit status 1 if one is missed. The reference, measured first in the same run: a one-line
+Streamlit page's launch-to-text time.
 Uses the installed models (models/ or $SER_MODELS_DIR); train one first if there is none.
 """
 
@@ -35,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests import browser, signals  # noqa: E402
 
-READY_S, RESULT_S, RSS_MB = 8.0, 1.0, 1024.0
+USABLE_S, FIRST_S, LATER_S, RSS_MB = 3.0, 1.5, 0.5, 1024.0
 DROPPED: list[str] = []  # uploads the uploader dropped (see _recognise_through_page)
 
 
@@ -141,6 +143,21 @@ def _recognise_through_page(page, clip: Path, pids: list[int]) -> tuple[float, f
     return shown - uploaded[0], cpu
 
 
+def _bare_page_s(chrome, folder: Path) -> float:  # noqa: ANN001
+    """The reference: a one-line Streamlit page, from launching its server to its text on
+    screen, on this machine in this run. No Streamlit app can be usable sooner."""
+    script = folder / "bare.py"
+    script.write_text('import streamlit as st\n\nst.write("bare page ready")\n')
+    started = time.perf_counter()
+    with browser.streamlit_server(script) as url:
+        page = browser.new_page(chrome)
+        page.goto(url, wait_until="domcontentloaded")
+        page.get_by_text("bare page ready").wait_for(timeout=60_000)
+        bare_s = time.perf_counter() - started
+        page.context.close()
+    return bare_s
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=10, help="clips to recognise (default 10)")
@@ -159,21 +176,23 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     with browser.chromium() as chrome:  # a visitor's browser is already running
+        bare_s = _bare_page_s(chrome, folder)
         started = time.perf_counter()
         started_unix = time.time()
         with browser.streamlit_server("app.py") as url:
             health_s = time.perf_counter() - started
             port = int(url.rsplit(":", 1)[1])
             health_cpu_s = _cpu_s(_pids_of_server(port))
-            page = browser.open_app(chrome, url)
-            page.get_by_text("is ready.").wait_for(timeout=120_000)
-            ready_s = time.perf_counter() - started
-            ready_cpu_s = _cpu_s(_pids_of_server(port))
-            model = page.get_by_text("is ready.").inner_text().strip()
-            log = browser.ARTIFACTS / f"streamlit-{port}.log"
-            server_ready = _server_ready_at(log)
-            latencies, cpu_per_clip = [], []
+            # A first visitor, as soon as the server answers: the page is usable once it takes
+            # a file; the first clip goes in at that moment, on a server that just started.
+            page = browser.new_page(chrome)
+            page.goto(url, wait_until="domcontentloaded")
+            page.get_by_test_id("stFileUploaderDropzoneInput").wait_for(
+                state="attached", timeout=120_000
+            )
+            usable_s = time.perf_counter() - started
             pids = _pids_of_server(port)
+            latencies, cpu_per_clip = [], []
             for clip in clips:
                 try:
                     latency, cpu = _recognise_through_page(page, clip, pids)
@@ -183,25 +202,32 @@ def main(argv: list[str] | None = None) -> int:
                 latencies.append(latency)
                 cpu_per_clip.append(cpu)
                 print(f"{clip.name}: {latency:.2f} s, server CPU {cpu:.2f} s", flush=True)
+            model = page.get_by_text("is ready.").inner_text().strip()
+            log = browser.ARTIFACTS / f"streamlit-{port}.log"
+            server_ready = _server_ready_at(log)
             rss_mb = _rss_mb(_pids_of_server(port))
             page.context.close()
 
+    first, later = latencies[0], latencies[1:] or latencies
     print(f"sidebar says:                 {model}")
+    print(f"reference, a bare Streamlit page: {bare_s:6.2f} s from launch to its text")
     print(f"start -> health check:        {health_s:6.2f} s")
-    print(f"start -> model ready (page):  {ready_s:6.2f} s   (target <= {READY_S:g} s)")
+    print(
+        f"start -> page usable:         {usable_s:6.2f} s   (target <= {USABLE_S:g} s; "
+        f"{usable_s / bare_s:.2f}x the bare page)"
+    )
     if server_ready is not None:
         print(f"start -> model ready (log):   {server_ready - started_unix:6.2f} s")
     print(f"server CPU time until health:  {health_cpu_s:6.2f} s")
-    print(
-        f"server CPU time until ready:  {ready_cpu_s:6.2f} s   (user + system CPU: about the wall "
-        "time on an idle machine, as the work is mostly one thread)"
-    )
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"machine load average now:     {' '.join(load)} on {os.cpu_count()} cores")
     print(
-        f"upload done -> result shown:  median {statistics.median(latencies):.2f} s, "
-        f"max {max(latencies):.2f} s over {len(latencies)} clips of 4 s "
-        f"(target <= {RESULT_S:g} s)"
+        f"first upload -> result:       {first:6.2f} s   (target <= {FIRST_S:g} s; uploaded "
+        "the moment the page was usable)"
+    )
+    print(
+        f"later uploads -> result:      median {statistics.median(later):.2f} s, "
+        f"max {max(later):.2f} s over {len(later)} clips of 4 s (target <= {LATER_S:g} s)"
     )
     print(f"  each: {', '.join(f'{t:.2f}' for t in latencies)}")
     if DROPPED:
@@ -211,7 +237,12 @@ def main(argv: list[str] | None = None) -> int:
         f"max {max(cpu_per_clip):.2f} s (upload, recognition, figures)"
     )
     print(f"server RSS after {len(clips)} clips:  {rss_mb:6.0f} MB   (target <= {RSS_MB:g} MB)")
-    missed = ready_s > READY_S or statistics.median(latencies) > RESULT_S or rss_mb > RSS_MB
+    missed = (
+        usable_s > USABLE_S
+        or first > FIRST_S
+        or statistics.median(later) > LATER_S
+        or rss_mb > RSS_MB
+    )
     return 1 if missed else 0
 
 
