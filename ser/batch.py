@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 AUDIO_SUFFIXES = frozenset(f".{e}" for e in FILE_EXTENSIONS)
 IN_FLIGHT_PER_JOB = 2  # files queued per worker: keeps every worker busy, memory bounded
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 GLOB_CHARACTERS = re.compile(r"[*?\[]")
 
 
@@ -185,7 +186,6 @@ def _start_worker(model: str | None, models_dir: Path | None) -> None:
     """In each worker process, once: one thread for TensorFlow (the workers are the
     parallelism), then the model."""
     global _worker
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     import tensorflow as tf  # after openSMILE: this module's package loaded it (ser/__init__)
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
@@ -359,6 +359,10 @@ def _on_workers(
 ) -> None:
     """At most ``IN_FLIGHT_PER_JOB * jobs`` files queued; answers written as they arrive. When
     a worker dies, the files then in flight are tried again, each alone on a fresh pool."""
+    # One thread per worker for numpy's and TensorFlow's maths too (the workers are the
+    # parallelism): set before the workers start, which read it as they import numpy.
+    saved = {v: os.environ.get(v) for v in THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
     pool = _pool(jobs, model, models_dir)
     suspects: list[str] = []
     try:
@@ -392,6 +396,11 @@ def _on_workers(
                 suspects.clear()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        for variable, value in saved.items():
+            if value is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = value
 
 
 def _alone(

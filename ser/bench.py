@@ -18,6 +18,11 @@ one 20 ms frame, and the interval between updates when the stream arrives in rea
 training side and scores the held-out actors as recorded (the reference), band-limited as
 by a 16 kHz or 8 kHz recording, and with white noise: what a corpus or microphone unlike
 the training data does to accuracy.
+
+``python -m ser.bench batch --data DIR``: batch prediction (``predict --output``, ser.batch)
+of the first clips under DIR with 1, 2 and N jobs, against the reference measured in the same
+run: the same clips answered one after another in this process by a loaded model, as
+``predict --json`` does; clips per second and the ratios, overall and after start-up.
 """
 
 from __future__ import annotations
@@ -222,6 +227,43 @@ def live_updates(model: str | None, seconds: float) -> None:
     print(f"{'':<46} {stats.updates} updates, {stats.dropped} dropped")
 
 
+def batch_throughput(folders: list[Path], n_clips: int, jobs: list[int], model: str | None) -> None:
+    import os
+
+    from . import batch
+    from .predict import Recognizer, shipped_narrower
+
+    paths = list(itertools.islice(batch.expand(map(str, folders)), n_clips))
+    print(f"{len(paths)} clips from {', '.join(map(str, folders))}; {os.cpu_count()} CPUs")
+    recognizer = Recognizer.load(model)
+    narrower = shipped_narrower(recognizer) if model is None else None
+    start = time.perf_counter()
+    for name, outcome in recognizer.recognise_many(paths, narrower=narrower):
+        batch.record(name, outcome)
+    reference = len(paths) / (time.perf_counter() - start)
+    print(
+        f"{'reference: one process, model loaded, in a loop':<48} {reference:6.1f} clips/s "
+        f"(model {recognizer.info.name})"
+    )
+    for n in jobs:
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = batch.run(
+                paths,
+                model=model,
+                models_dir=None,
+                jobs=n,
+                output=Path(tmp) / "answers.jsonl",
+                progress=False,
+            )
+        startup = summary.first_answer_s or 0.0
+        steady = (len(paths) - 1) / max(1e-9, summary.seconds - startup)
+        print(
+            f"{f'--jobs {n}: start to end':<48} {summary.clips_per_s:6.1f} clips/s "
+            f"({summary.clips_per_s / reference:.2f}x)   after start-up ({startup:.1f} s): "
+            f"{steady:6.1f} clips/s ({steady / reference:.2f}x)"
+        )
+
+
 def _timed_each(fn: Callable[[np.ndarray], object], items: list[np.ndarray]) -> list[float]:
     times = []
     for item in items:
@@ -257,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     chan.add_argument("--model-type", default="logmel_voice")
     chan.add_argument("--fold", type=int, choices=range(1, 7), default=1)
+    bat = sub.add_parser("batch")
+    bat.add_argument("--data", action="append", type=Path, required=True)
+    bat.add_argument("--clips", type=int, default=200)
+    bat.add_argument("--jobs", default=None, help="comma-separated (default: 1,2,CPUs)")
+    bat.add_argument("--model", default=None, help="default: the default model")
     args = parser.parse_args(argv)
     if args.what == "latency":
         latency(args.model, args.repeats)
@@ -264,6 +311,11 @@ def main(argv: list[str] | None = None) -> int:
         features(args.data)
     elif args.what == "live":
         live_updates(args.model, args.seconds)
+    elif args.what == "batch":
+        import os
+
+        jobs = args.jobs.split(",") if args.jobs else [1, 2, os.cpu_count() or 1]
+        batch_throughput(args.data, args.clips, sorted({int(j) for j in jobs}), args.model)
     elif args.what == "gain":
         gain(args.data, args.clips)
     else:
