@@ -1,15 +1,95 @@
-"""The benchmark commands run and report every shipped model (their figures are in the README)."""
+"""The benchmark commands: what they print is what the models did (their figures are in the
+README). Stand-in models whose answers follow a clip's level give ``gain`` known answers; the
+runs on trained models are in the full suite."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
-from ser import bench
+from ser import bench, predict, store
+from tests import signals
+
+LOUD_PEAK, QUIET_PEAK = 0.6, 0.04  # +6 dB takes the loud clips past full scale: clipped
 
 
+class LevelJudge:
+    """A stand-in model: 'angry' for a clip peaking above ``threshold``, else 'sad'."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.config = SimpleNamespace(sample_rate_hz=16_000)
+        self.peaks: list[float] = []
+
+    def predict_samples(self, samples: np.ndarray) -> SimpleNamespace:
+        peak = float(np.abs(samples).max())
+        self.peaks.append(peak)
+        return SimpleNamespace(emotion="angry" if peak > self.threshold else "sad")
+
+
+def _levels_corpus(root: Path) -> Path:
+    """Two loud and two quiet clips, in RAVDESS's layout."""
+    for k, peak in enumerate([LOUD_PEAK, LOUD_PEAK, QUIET_PEAK, QUIET_PEAK], start=1):
+        folder = root / f"Actor_{k:02d}"
+        folder.mkdir(parents=True)
+        samples = signals.tone(
+            frequency_hz=200.0 + 50 * k, duration_s=1.0, sample_rate_hz=16_000, amplitude=peak
+        )
+        signals.write_audio(
+            folder / f"03-01-05-01-01-01-{k:02d}.wav", samples, sample_rate_hz=16_000
+        )
+    return root
+
+
+def _info(name: str, *, shipped: bool = True, problem: str | None = None) -> store.ModelInfo:
+    meta = {"labels": ["sad", "angry"], "features": {}, "shipped": shipped}
+    return store.ModelInfo(name, Path(f"{name}.keras"), meta, problem)
+
+
+def test_gain_counts_the_answers_each_level_leaves_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Peaks at -20 / -10 / +6 dB: loud clips 0.06 / 0.19 / 1.0 (clipped), quiet ones 0.004 /
+    # 0.013 / 0.08. A judge at 0.3 changes the loud clips' answer at -20 and -10 dB; one at 0.1
+    # only at -20 dB; one at 2.0 never. Quiet clips keep their answer everywhere.
+    judges = {"high": LevelJudge(0.3), "low": LevelJudge(0.1), "blind": LevelJudge(2.0)}
+    installed = [
+        _info("high"),
+        _info("low"),
+        _info("blind"),
+        _info("trained-here", shipped=False),
+        _info("broken", problem="model file missing"),
+    ]
+    monkeypatch.setattr(store, "list_models", lambda *_a, **_k: installed)
+    monkeypatch.setattr(predict.Recognizer, "load", lambda name, *_a, **_k: judges[name])
+
+    bench.main(["gain", "--data", str(_levels_corpus(tmp_path / "corpus")), "--clips", "4"])
+
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.startswith("4 clips; share of answers unchanged")
+    shares = {
+        row.split()[0]: {
+            float(db): int(share) for db, share in re.findall(r"([+-]\d+) dB +(\d+)%", row)
+        }
+        for row in rows
+    }
+    assert shares == {  # shipped, usable models only, in the folder's order
+        "high": {-20.0: 50, -10.0: 50, 6.0: 100},
+        "low": {-20.0: 50, -10.0: 100, 6.0: 100},
+        "blind": {-20.0: 100, -10.0: 100, 6.0: 100},
+    }
+    assert list(shares) == ["high", "low", "blind"]
+    for judge in judges.values():  # each clip as recorded, then at each level
+        assert len(judge.peaks) == 4 * (1 + len(bench.GAINS_DB))
+        assert max(judge.peaks) == pytest.approx(1.0)  # a real input clips; it never exceeds 1
+        assert min(judge.peaks) == pytest.approx(QUIET_PEAK * 0.1, rel=0.01)
+
+
+@pytest.mark.slow
 def test_gain_reports_each_shipped_model_at_each_level(
     tiny_models_dir: Path,
     tiny_corpus: Path,
@@ -21,11 +101,14 @@ def test_gain_reports_each_shipped_model_at_each_level(
     rows = capsys.readouterr().out.splitlines()[1:]
     assert sorted(row.split()[0] for row in rows) == ["tiny-classic", "tiny-cnn"]
     for row in rows:
+        levels = [float(db) for db in re.findall(r"([+-]\d+) dB", row)]
+        assert levels == list(bench.GAINS_DB)
+        # Six clips: each share is a whole number of sixths.
         shares = [int(share) for share in re.findall(r"(\d+)%", row)]
-        assert len(shares) == len(bench.GAINS_DB)
-        assert all(0 <= share <= 100 for share in shares)
+        assert all(share in {round(100 * k / 6) for k in range(7)} for share in shares)
 
 
+@pytest.mark.slow
 def test_a_levelled_model_answers_the_same_at_any_level_below_clipping(
     tiny_logmel_dir: Path,
     tiny_corpus: Path,
@@ -39,6 +122,7 @@ def test_a_levelled_model_answers_the_same_at_any_level_below_clipping(
         assert "-20 dB 100%" in rows[levelled] and "-10 dB 100%" in rows[levelled]
 
 
+@pytest.mark.slow
 def test_channels_scores_the_held_out_fold_through_each_channel(
     tiny_corpus: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -52,3 +136,8 @@ def test_channels_scores_the_held_out_fold_through_each_channel(
     assert list(scores) == list(bench._channels(22_050))
     assert all(len(pair) == 2 and all(0 <= v <= 100 for v in pair) for pair in scores.values())
     assert scores["as recorded"][0] >= 50  # four emotions the tiny corpus makes easy to tell apart
+    # Held-out clips, 48 of them: each accuracy is a whole number of clips.
+    assert all(
+        any(abs(accuracy - 100 * k / 48) < 0.051 for k in range(49))
+        for accuracy, _ in scores.values()
+    )
