@@ -319,6 +319,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_cli_scan_lists_odd_names_escaped(tmp_path: Path) -> None:
     corpus = _corpus(tmp_path)
     _non_utf8(corpus / "happy" / "happy0.wav")
@@ -512,6 +513,7 @@ def test_every_bad_metadata_case_is_listed_as_broken_with_its_reason(bad_models:
         info.summary()  # never raises
 
 
+@pytest.mark.slow
 def test_models_and_predict_never_traceback_on_bad_metadata(
     bad_models: Path, tmp_path: Path
 ) -> None:
@@ -601,6 +603,7 @@ def test_training_refuses_too_few_clips_per_emotion(tmp_path: Path) -> None:
     assert str(caught.value) == MESSAGES["two-clip-random-split"]
 
 
+@pytest.mark.slow
 def test_cli_train_refuses_degenerate_data_and_saves_nothing(tmp_path: Path) -> None:
     corpus = _folders_corpus(tmp_path / "data", {"happy": 1, "angry": 1})
     models = tmp_path / "models"
@@ -663,8 +666,8 @@ def test_two_saves_under_one_name_at_once_do_not_both_succeed(tmp_path: Path) ->
     assert str(errors[0]) == MESSAGES["name-taken"].format(name="twin")
 
 
+@pytest.mark.slow
 def test_cli_train_refuses_a_taken_name_before_the_run(bad_models: Path, tmp_path: Path) -> None:
-    started = time.perf_counter()
     run = _cli(
         "--models-dir",
         str(bad_models),
@@ -676,7 +679,6 @@ def test_cli_train_refuses_a_taken_name_before_the_run(bad_models: Path, tmp_pat
     )
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
     assert run.stderr.strip() == f"error: {MESSAGES['name-shipped'].format(name='good')}"  # a copy
-    assert time.perf_counter() - started < 60
 
 
 # ---------------------------------------------------------------------------- cut Ogg files

@@ -130,7 +130,6 @@ def fake_model_json(folder: Path, name: str, *, shipped: bool) -> Path:
 
 
 def test_scan_train_save_and_pick_on_recognise_page(tiny_corpus: Path, models_dir: Path) -> None:
-    started = time.monotonic()
     at = scan(train_page(), tiny_corpus)
 
     # The scan, before any training: layout, counts per emotion and per speaker.
@@ -228,7 +227,6 @@ def test_scan_train_save_and_pick_on_recognise_page(tiny_corpus: Path, models_di
     at.switch_page("pages/recognise.py").run()
     assert not at.exception, at.exception
     assert "tiny-page" in at.selectbox(key="model").options  # the picker shows names
-    assert time.monotonic() - started < 60
 
 
 def test_the_fused_model_trains_saves_and_recognises_from_the_pages(
