@@ -13,7 +13,7 @@ import pytest
 
 from tests import browser
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SMOKE_APP = textwrap.dedent(
     """

@@ -110,6 +110,23 @@ def test_models_marks_the_default(
     assert [line for line in lines if line.startswith("* ")] == [f"* {default.summary()}"]
 
 
+def test_python_dash_m_ser_is_the_command_line(
+    tiny_models_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["ser", "--models-dir", str(tiny_models_dir), "models"])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_module("ser", run_name="__main__")  # what `python -m ser` runs, in process
+    run_as_module = capsys.readouterr().out
+
+    assert exited.value.code == 0
+    assert cli.main(["--models-dir", str(tiny_models_dir), "models"]) == 0
+    assert run_as_module == capsys.readouterr().out
+    assert "tiny-classic" in run_as_module
+
+
+@pytest.mark.slow
 def test_train_then_predict_with_the_new_model(
     tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -137,6 +154,7 @@ def test_train_then_predict_with_the_new_model(
     assert info.accuracy > 0.5
 
 
+@pytest.mark.slow
 def test_evaluate_prints_folds_and_means(
     tiny_corpus: Path,
     tmp_path: Path,
@@ -153,6 +171,7 @@ def test_evaluate_prints_folds_and_means(
     )
 
 
+@pytest.mark.slow
 def test_predict_with_the_shipped_default_model_in_a_subprocess(clips: list[Path]) -> None:
     if store.default_model(store.list_models(ROOT / "models")) is None:
         pytest.skip("no shipped model in models/ yet")
@@ -169,6 +188,7 @@ def test_predict_with_the_shipped_default_model_in_a_subprocess(clips: list[Path
     assert line["model"] == store.default_model(store.list_models(ROOT / "models")).name
 
 
+@pytest.mark.slow
 def test_the_shipped_default_hands_a_16_khz_recording_to_a_shipped_model_that_it_feeds(
     clips: list[Path], tmp_path: Path
 ) -> None:
@@ -212,6 +232,7 @@ def test_the_shipped_default_hands_a_16_khz_recording_to_a_shipped_model_that_it
         assert low_line["caveats"][0].startswith("Answered by the model ") is handed_on
 
 
+@pytest.mark.slow
 def test_keep_holdout_model_saves_the_evaluated_model(
     tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -236,6 +257,7 @@ def test_keep_holdout_model_saves_the_evaluated_model(
     assert meta["trained_on"]["speakers"] == 6
 
 
+@pytest.mark.slow
 def test_train_says_which_clips_were_left_out(
     tiny_corpus: Path,
     tmp_path: Path,
@@ -265,6 +287,7 @@ def test_train_says_which_clips_were_left_out(
     assert f"left out {silent}: '{silent.name}' is silent" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_on_an_unseen_corpus(
     tiny_corpus: Path,
     tmp_path: Path,
@@ -288,6 +311,7 @@ def test_evaluate_on_an_unseen_corpus(
     assert "--folds goes with cross-validation" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argument", ["-", "/dev/stdin"])
 def test_predict_reads_a_clip_piped_in(
     argument: str, tiny_models_dir: Path, tmp_path: Path

@@ -364,6 +364,7 @@ def test_real_tess(shared_data_dir: Path) -> None:
     assert report.skipped == ()
 
 
+@pytest.mark.slow
 @pytest.mark.data
 def test_real_ased(shared_data_dir: Path) -> None:
     report = scan([_corpus(shared_data_dir, "ased")])
@@ -376,6 +377,7 @@ def test_real_ased(shared_data_dir: Path) -> None:
     assert report.skipped == tuple(s for s in report.skipped if s.reason.startswith("duplicate of"))
 
 
+@pytest.mark.slow
 @pytest.mark.data
 def test_real_emospeech(shared_data_dir: Path) -> None:
     report = scan([_corpus(shared_data_dir, "emospeech")])

@@ -171,6 +171,7 @@ def _fit(backup: Backup | None, *, epochs: int, kill_after: int | None = None): 
     )
 
 
+@pytest.mark.slow
 def test_a_fit_killed_midway_resumes_from_its_backup_as_if_never_stopped(tmp_path: Path) -> None:
     backup = Backup(tmp_path / "fit")
     with pytest.raises(Killed):
@@ -187,6 +188,7 @@ def test_a_fit_killed_midway_resumes_from_its_backup_as_if_never_stopped(tmp_pat
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)  # optimizer state too
 
 
+@pytest.mark.slow
 def test_a_worker_that_is_not_the_chief_restores_but_never_writes(tmp_path: Path) -> None:
     with pytest.raises(Killed):
         _fit(Backup(tmp_path / "fit"), epochs=3, kill_after=1)
@@ -196,6 +198,7 @@ def test_a_worker_that_is_not_the_chief_restores_but_never_writes(tmp_path: Path
     assert reader.epochs_done() == 1  # the chief's backup, untouched
 
 
+@pytest.mark.slow
 def test_a_training_run_killed_midway_resumes_each_fit_from_its_own_backup(
     corpus: Path, tmp_path: Path
 ) -> None:

@@ -159,6 +159,7 @@ def test_leave_one_corpus_out_holds_out_each_corpus(tmp_path: Path) -> None:
     assert result["extra_tests"]["folders"]["trained_on"] == ["folders", "ravdess"]
 
 
+@pytest.mark.slow
 def test_leave_one_corpus_out_needs_two_corpora(tiny_corpus: Path, tmp_path: Path) -> None:
     options = train.TrainOptions(model_type=ModelType.MFCC_LSTM, epochs=1)
     data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)

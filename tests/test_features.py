@@ -18,6 +18,7 @@ def clip() -> np.ndarray:
     return speech_like(duration_s=2.0, sample_rate_hz=22_050, seed=3)
 
 
+@pytest.mark.slow
 def test_mean_mfcc_matches_librosa_defaults(clip: np.ndarray) -> None:
     import librosa
 
@@ -27,6 +28,7 @@ def test_mean_mfcc_matches_librosa_defaults(clip: np.ndarray) -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_log_mel_matches_librosa(clip: np.ndarray) -> None:
     import librosa
 
@@ -65,6 +67,7 @@ def _with_silent_edges(clip: np.ndarray) -> np.ndarray:
     return np.concatenate([quiet, clip, quiet])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("top_db", [20.0, 30.0, 60.0])
 def test_trim_matches_librosa(clip: np.ndarray, top_db: float) -> None:
     import librosa
@@ -83,6 +86,7 @@ def test_trim_keeps_a_clip_with_nothing_loud(clip: np.ndarray) -> None:
     assert len(trimmed) == len(silence)
 
 
+@pytest.mark.slow
 def test_inference_features_do_not_import_librosa() -> None:
     import subprocess
     import sys
@@ -96,6 +100,7 @@ def test_inference_features_do_not_import_librosa() -> None:
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 @pytest.mark.data
 def test_real_clips_match_librosa(shared_data_dir: Path) -> None:
     import librosa
@@ -185,6 +190,7 @@ def test_noise_is_not_voiced() -> None:
     assert np.all(_track(tracks, "pitch_semitones") == 0)  # nothing to follow: a flat contour
 
 
+@pytest.mark.slow
 def test_spectral_shape_tracks_match_librosa(clip: np.ndarray) -> None:
     import librosa
 
@@ -205,6 +211,7 @@ def test_zero_crossings_of_a_sine_are_twice_its_frequency() -> None:
     np.testing.assert_allclose(inner, 2 * 1000.0 / 22_050, rtol=0.02)
 
 
+@pytest.mark.slow
 def test_egemaps_survives_tensorflow_loaded_after_ser() -> None:
     """openSMILE loaded after TensorFlow aborted the process; importing ``ser`` loads it first,
     so TensorFlow loaded later (the app's warm-up, any model load) does no harm."""

@@ -124,6 +124,7 @@ def test_a_stopped_or_failed_run_says_why_and_has_nothing_to_save(
         job.save("never", overwrite=False)
 
 
+@pytest.mark.slow
 def test_the_run_engine_needs_no_streamlit() -> None:
     code = "import sys, ser.jobs, ser.card, ser.command; print('streamlit' in sys.modules)"
     shown = subprocess.run(

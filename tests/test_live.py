@@ -269,6 +269,7 @@ def shipped() -> Recognizer:
     return Recognizer.load(None)
 
 
+@pytest.mark.slow
 def test_the_take_is_answered_as_an_upload_of_it_would_be(shipped: Recognizer) -> None:
     session = live.LiveSession(shipped, run=at_once)
     feed(session, voice(7.0, seed=5))
@@ -302,6 +303,7 @@ def test_a_take_too_short_or_silent_says_so(shipped: Recognizer) -> None:
         session.result()
 
 
+@pytest.mark.slow
 def test_the_live_benchmark_reports_cost_and_interval(
     shipped: Recognizer, capsys: pytest.CaptureFixture[str]
 ) -> None:

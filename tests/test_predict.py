@@ -10,12 +10,21 @@ import pytest
 
 from ser.audio import load_audio
 from ser.errors import AudioError
-from ser.predict import LONG_CLIP_S, Prediction, Recognizer, shipped_narrower
+from ser.predict import LONG_CLIP_S, Recognizer, shipped_narrower
 from tests.conftest import TINY_EMOTIONS
 from tests.signals import audio_bytes, speech_like, write_audio
 
 
-@pytest.fixture(scope="module", params=["tiny-classic", "tiny-cnn", "tiny-logmel", "tiny-fusion"])
+# The log-mel pair trains a folder of its own (tiny_logmel_dir): its cases run in the full suite.
+@pytest.fixture(
+    scope="module",
+    params=[
+        "tiny-classic",
+        "tiny-cnn",
+        pytest.param("tiny-logmel", marks=pytest.mark.slow),
+        pytest.param("tiny-fusion", marks=pytest.mark.slow),
+    ],
+)
 def recognizer(request: pytest.FixtureRequest, tiny_models_dir: Path) -> Recognizer:
     if request.param in (
         "tiny-logmel",
@@ -82,6 +91,7 @@ def test_long_clip_gets_an_emotion_over_time(recognizer: Recognizer) -> None:
     np.testing.assert_allclose(result.prediction.probabilities, timeline.probabilities.mean(axis=0))
 
 
+@pytest.mark.slow
 def test_each_window_answers_as_that_crop_uploaded_alone(
     recognizer: Recognizer, tmp_path: Path
 ) -> None:
@@ -133,6 +143,7 @@ def test_bytes_and_path_agree(recognizer: Recognizer, tmp_path: Path) -> None:
     np.testing.assert_array_equal(from_path, from_bytes)
 
 
+@pytest.mark.slow
 def test_eight_threads_give_the_sequential_results(recognizer: Recognizer) -> None:
     clips = [
         audio_bytes(_clip(e, seed=s), sample_rate_hz=16_000)
@@ -149,6 +160,7 @@ def test_eight_threads_give_the_sequential_results(recognizer: Recognizer) -> No
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.slow
 def test_eight_threads_give_the_sequential_timelines_of_long_clips(recognizer: Recognizer) -> None:
     # 6-9 s clips, each a different pair of emotions: the windowed (timeline) path, batched.
     emotions = list(TINY_EMOTIONS)
@@ -193,8 +205,8 @@ def test_low_confidence_earns_a_caveat(
 ) -> None:
     labels = recognizer.labels
     rest = (1 - top) / (len(labels) - 1)
-    fixed = Prediction(labels, np.array([top] + [rest] * (len(labels) - 1)))
-    monkeypatch.setattr(recognizer, "predict_samples", lambda _samples: fixed)
+    fixed = np.array([[top] + [rest] * (len(labels) - 1)])
+    monkeypatch.setattr(recognizer, "probabilities", lambda x: np.repeat(fixed, len(x), axis=0))
     result = recognizer.recognise(audio_bytes(_clip("happy"), sample_rate_hz=16_000))
     assert any(c.startswith("Low confidence") for c in result.caveats) is warned
 
@@ -230,6 +242,8 @@ def test_a_narrower_model_answers_a_recording_made_below_the_models_rate(
     )
 
 
+@pytest.mark.data
+@pytest.mark.slow
 def test_the_default_hands_a_16_khz_recording_to_a_model_that_hears_it_whole(
     shared_data_dir: Path,
 ) -> None:

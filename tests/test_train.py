@@ -144,6 +144,7 @@ def test_features_come_from_the_cache_the_second_time(tiny_corpus: Path, tmp_pat
     assert all(np.all(f == 7.0) for f in second.features)
 
 
+@pytest.mark.slow
 def test_progress_reports_every_clip(tiny_corpus: Path, tmp_path: Path) -> None:
     reports: list[train.Progress] = []
     train.prepare([tiny_corpus], TrainOptions(), cache_dir=tmp_path, progress=reports.append)
