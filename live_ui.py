@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import inspect
 import json
 import logging
 import os
@@ -203,8 +204,36 @@ def _served() -> bool:
     return Runtime.exists() and type(Runtime.instance()) is Runtime
 
 
-def show_live(choice: ModelChoice | None) -> None:
-    """The Live tab: start, speak, watch the emotion change, stop, get the take's result."""
+# ============================================================================ the tab
+
+#: Streamlit runs every tab's content on every run unless ``st.tabs`` tracks the open tab
+#: (``on_change``; not in Streamlit 1.51), and then each tab says whether it is ``open``.
+LAZY_TABS = "on_change" in inspect.signature(st.tabs).parameters
+TABS_KEY = "recognise-tab"
+ON_KEY = "live-on"
+
+
+def tabs_options() -> dict[str, Any]:
+    """``st.tabs`` options for a page with the Live tab: track the open tab where Streamlit can.
+
+    The WebRTC player must exist only where the visitor opened the Live tab. Once drawn, it
+    reports its first value to the server, which reruns the whole page; a run that starts while
+    a file is being uploaded loses the upload (Streamlit drops the upload's addresses queued for
+    the browser, or the browser drops the file it sent). On a page where every tab runs, every
+    visitor's page reran that way right after it looked ready: eight visitors uploading at once
+    (``tools/load_sessions.py``), up to six lost their uploads.
+    """
+    return {"key": TABS_KEY, "on_change": "rerun"} if LAZY_TABS else {}
+
+
+def show_live(choice: ModelChoice | None, *, is_open: bool | None = True) -> None:
+    """The Live tab: start, speak, watch the emotion change, stop, get the take's result.
+
+    ``is_open``: whether the visitor has this tab open (a tab's ``.open``); False draws nothing,
+    None (Streamlit cannot tell) asks for a switch before drawing the player.
+    """
+    if is_open is False:
+        return
     st.markdown(
         "Press **Start**, allow the microphone and speak: the emotion of the last "
         f"{live.WINDOW_S:g} seconds updates about twice a second. Press **Stop** to get the "
@@ -229,6 +258,8 @@ def show_live(choice: ModelChoice | None) -> None:
         return
     if not _served():
         st.caption("Live mode needs the app served to a browser.")
+        return
+    if is_open is None and not st.toggle("Use the microphone live", key=ON_KEY):
         return
     feed = st.session_state.setdefault(FEED_KEY, _Feed())
     try:

@@ -19,7 +19,8 @@ upload_tab, record_tab, live_tab, example_tab = st.tabs(
         ":material/mic: Record",
         ":material/graphic_eq: Live",
         ":material/play_circle: Try an example",
-    ]
+    ],
+    **live_ui.tabs_options(),  # the Live tab runs only when open: see live_ui.tabs_options
 )
 with upload_tab:
     uploads = st.file_uploader(
@@ -43,7 +44,7 @@ with record_tab:
     results.show_clips(clips.from_recording(recording), model, key="record")
 
 with live_tab:
-    live_ui.show_live(model)
+    live_ui.show_live(model, is_open=getattr(live_tab, "open", None))
 
 with example_tab:
     st.markdown(texts.EXAMPLE_NOTE)

@@ -340,3 +340,35 @@ def test_bad_ice_servers_say_what_is_expected(value: str) -> None:
 
     with pytest.raises(ValueError, match="SER_ICE_SERVERS"):
         live_ui.parse_ice_servers(value)
+
+
+def _live_tab_page() -> None:  # run by AppTest: the Recognise page's tabs, no model
+    import streamlit as st
+
+    import live_ui
+
+    default = st.query_params.get("tab")
+    upload, tab = st.tabs(["Upload", "Live"], default=default, **live_ui.tabs_options())
+    with upload:
+        st.write("upload here")
+    with tab:
+        live_ui.show_live(None, is_open=getattr(tab, "open", None))
+
+
+@pytest.mark.parametrize("tab", [None, "Live"])
+def test_the_live_tab_runs_only_when_open(tab: str | None) -> None:
+    """The WebRTC player reruns the page once drawn, and a run starting mid-upload loses the
+    upload: so where Streamlit tracks the open tab, a visitor on another tab never gets it."""
+    from streamlit.testing.v1 import AppTest
+
+    import live_ui
+
+    if not live_ui.LAZY_TABS:
+        pytest.skip("this Streamlit runs every tab (the Live tab then waits for a switch)")
+    app = AppTest.from_function(_live_tab_page)
+    if tab:
+        app.query_params["tab"] = tab
+    app.run()
+    assert not app.exception, app.exception
+    intro = [m.value for m in app.markdown if m.value.startswith("Press **Start**")]
+    assert len(intro) == (1 if tab == "Live" else 0)
