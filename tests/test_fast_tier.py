@@ -2,13 +2,15 @@
 
 Read from the tests' source, not by running them: a module counts as tested when a test that
 is not marked ``slow`` names it (or something imported from it), directly or through a helper,
-constant or fixture of its file or of conftest.py; ``python -m ser...`` in an argument list
+constant or fixture of its file or of conftest.py (a name a module re-exports, such as
+``ser.train.prepare``, counts for the module that defines it too); ``python -m ser...`` in an argument list
 and ``runpy.run_module(...)`` count for the module they run.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +61,33 @@ def _module_of(dotted: str) -> str | None:
         if (candidate := ".".join(parts[:end])) in MODULES:
             return candidate
     return None
+
+
+@functools.cache
+def _reexports(module: str) -> dict[str, str]:
+    """The names ``module`` imports at its top from other project modules, e.g. ser.train's
+    ``prepare`` -> "ser.prepare.prepare": the same object, named through another module."""
+    package, _, stem = module.partition(".")
+    tree = ast.parse((ROOT / package / f"{stem or '__init__'}.py").read_text())
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module:
+            source = f"{package}.{node.module}" if node.level == 1 else node.module
+            if source in MODULES:
+                found |= {a.asname or a.name: f"{source}.{a.name}" for a in node.names}
+    return found
+
+
+def _modules_of(dotted: str) -> set[str]:
+    """The project module ``dotted`` lies in, and those it was re-exported from."""
+    found: set[str] = set()
+    while (module := _module_of(dotted)) is not None and module not in found:
+        found.add(module)
+        name = dotted[len(module) + 1 :].partition(".")[0]
+        if name not in _reexports(module):
+            break
+        dotted = _reexports(module)[name]
+    return found
 
 
 def _imports(nodes: list[ast.stmt]) -> dict[str, str]:
@@ -133,7 +162,7 @@ class ParsedTests:
             )
             names = {**file.imports, **local}
             for dotted in local.values():  # an import inside the function is a use
-                found.update(m for m in [_module_of(dotted)] if m)
+                found |= _modules_of(dotted)
             for child in ast.walk(node):
                 found.update(self._named(child, names))
                 if isinstance(child, ast.Name):
@@ -160,12 +189,8 @@ class ParsedTests:
     def _named(node: ast.AST, names: dict[str, str]) -> Iterator[str]:
         if isinstance(node, ast.Attribute | ast.Name):
             parts = _dotted(node)
-            if (
-                parts
-                and parts[0] in names
-                and (module := _module_of(".".join([names[parts[0]], *parts[1:]])))
-            ):
-                yield module
+            if parts and parts[0] in names:
+                yield from _modules_of(".".join([names[parts[0]], *parts[1:]]))
         elif (  # runpy.run_module("ser", run_name="__main__"): what `python -m ser` runs
             isinstance(node, ast.Call)
             and _dotted(node.func)[-1:] == ["run_module"]

@@ -186,8 +186,8 @@ DRIVER = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGKILL)
 
     if point.startswith("features:"):  # after N clips' features are computed and cached
-        from ser import train
-        real, lock, done = train._clip_features, threading.Lock(), [0]
+        from ser import cache
+        real, lock, done = cache._clip_features, threading.Lock(), [0]
         def counted(*args, **kwargs):
             result = real(*args, **kwargs)
             with lock:
@@ -195,7 +195,7 @@ DRIVER = textwrap.dedent(
                 if done[0] == int(point.split(":")[1]):
                     die()
             return result
-        train._clip_features = counted
+        cache._clip_features = counted
     elif point == "save-mid-write":  # the temporary .keras half written
         import keras
         real_save = keras.Model.save

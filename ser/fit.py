@@ -1,0 +1,297 @@
+"""Fitting one network (and a fused model's statistics heads) on a split's training side:
+crops, masks, balanced weights, epochs reported and a stop honoured between batches."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .distribute import Backup, Scaling, backup_for, fit_network, scaling
+from .errors import TrainingStopped
+from .models import (
+    STATISTICS_HEAD_BATCH,
+    STATISTICS_HEAD_EPOCHS,
+    Recipe,
+    build_linear_head,
+    build_model,
+    build_statistics_head,
+    forget_training_state,
+    fuse,
+    statistics_extractor,
+    statistics_model,
+)
+from .options import HEAD_STAGE, Progress, ProgressFn, TrainOptions
+from .scores import _outputs_whole
+
+if TYPE_CHECKING:
+    import keras
+
+    from .prepare import Prepared
+
+
+def _fixed_length(
+    features: Sequence[np.ndarray], frames: int | None, *, rng: np.random.Generator | None
+) -> np.ndarray:
+    """Stack clips; sequence clips get a random (training) or centred crop, or edge padding."""
+    if frames is None:
+        return np.stack(features).astype(np.float32)
+    out = []
+    for f in features:
+        spare = len(f) - frames
+        if spare >= 0:
+            start = int(rng.integers(0, spare + 1)) if rng is not None else spare // 2
+            out.append(f[start : start + frames])
+        else:
+            out.append(np.pad(f, ((0, -spare), (0, 0)), mode="edge"))
+    return np.stack(out).astype(np.float32)
+
+
+def _spec_augment(batch: np.ndarray, rng: np.random.Generator, fill: np.ndarray) -> np.ndarray:
+    """Two time masks (up to 15 frames) and two coefficient masks (up to 5) per crop."""
+    _, n_frames, n_coefficients = batch.shape
+    for crop in batch:
+        for _ in range(2):
+            width = int(rng.integers(0, 16))
+            start = int(rng.integers(0, max(1, n_frames - width + 1)))
+            crop[start : start + width] = fill
+            width = int(rng.integers(0, 6))
+            start = int(rng.integers(0, max(1, n_coefficients - width + 1)))
+            crop[:, start : start + width] = fill[start : start + width]
+    return batch
+
+
+def _training_set(data: Prepared, index: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    features = [data.features[i] for i in index]
+    targets = [data.targets[index]]
+    for variant in data.augmented.values():
+        features += [variant[i] for i in index]
+        targets.append(data.targets[index])
+    return features, np.concatenate(targets)
+
+
+def _sample_weights(
+    data: Prepared, train_index: np.ndarray, targets: np.ndarray, n_labels: int, recipe: Recipe
+) -> np.ndarray:
+    """Per training clip (augmented copies after the originals): corpora, then classes, balanced.
+
+    With ``balance_corpora`` every corpus carries the same total weight: TESS's two speakers
+    would otherwise outweigh the 65 of ASED. Class weights are then taken over those weights.
+    """
+    weights = np.ones(len(targets))
+    if recipe.balance_corpora:
+        corpus = np.array([data.clips[i].corpus.value for i in train_index])
+        corpus = np.tile(corpus, len(targets) // max(1, len(train_index)))
+        names, inverse, counts = np.unique(corpus, return_inverse=True, return_counts=True)
+        weights = len(corpus) / (len(names) * counts[inverse])
+    if recipe.class_weights:
+        per_class = np.bincount(targets, weights=weights, minlength=n_labels)
+        weights = weights * (weights.sum() / (n_labels * np.maximum(per_class, 1e-9)))[targets]
+    return weights.astype(np.float32)
+
+
+def _batches(
+    features: list[np.ndarray], y: np.ndarray, weights: np.ndarray, recipe: Recipe, *, seed: int
+) -> keras.utils.PyDataset:
+    """Shuffled batches, re-cropped (and masked) afresh every epoch for sequence models."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    fill = np.concatenate(features[:: max(1, len(features) // 500)]).mean(axis=0).astype(np.float32)
+    crop, size = recipe.crop_frames(), recipe.batch_size
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.order = rng.permutation(len(features))
+
+        def __len__(self) -> int:
+            return -(-len(features) // size)
+
+        def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            index = self.order[i * size : (i + 1) * size]
+            x = _fixed_length([features[j] for j in index], crop, rng=rng)
+            if recipe.spec_augment and x.ndim == 3:
+                x = _spec_augment(x, rng, fill)
+            return x, y[index], weights[index]
+
+        def on_epoch_end(self) -> None:
+            self.order = rng.permutation(len(features))
+
+    return Batches()
+
+
+def fit(
+    data: Prepared,
+    train_index: np.ndarray,
+    options: TrainOptions,
+    *,
+    test_index: np.ndarray | None = None,
+    progress: ProgressFn | None = None,
+    stop: threading.Event | None = None,
+    stage: str = "training",
+) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Train one network on ``train_index``; per-epoch figures go to ``progress``.
+
+    Fixed epochs, no early stopping: the held-out side is watched, never used to choose. The
+    model returned is for prediction: it carries no optimizer state.
+    """
+    import keras
+
+    keras.utils.set_random_seed(options.seed)
+    recipe = options.recipe
+    epochs = options.epochs or recipe.epochs
+    spread = fit_scaling(options)
+    recipe = replace(recipe, batch_size=spread.global_batch_size)
+    features, targets = _training_set(data, train_index)
+    n_labels = len(data.labels)
+    y = keras.utils.to_categorical(targets, n_labels)
+    weights = _sample_weights(data, train_index, targets, n_labels, recipe)
+    validation = None
+    if test_index is not None and len(test_index):
+        held_out = [data.features[i] for i in test_index]
+        x_val = _fixed_length(held_out, recipe.crop_frames(), rng=None)
+        validation = (x_val, keras.utils.to_categorical(data.targets[test_index], n_labels))
+    if not recipe.network:  # the statistics head alone, on whole clips
+        extractor, heads, figures = _train_statistics_heads(
+            features,
+            y,
+            weights,
+            recipe=replace(recipe, epochs=epochs),
+            progress=progress,
+            stop=stop,
+            stage=stage,
+        )
+        return forget_training_state(statistics_model(extractor, heads[0])), figures
+    sample = _fixed_length(features, recipe.crop_frames(), rng=np.random.default_rng(options.seed))
+    backup = _fit_backup(features, y, options, stage)
+    if backup is not None and (resumed := backup.epochs_done()) and progress is not None:
+        progress(Progress(stage, resumed, epochs, 0.0))  # where the resumed fit starts
+    model, history = fit_network(
+        lambda: build_model(options.model_type, n_labels=n_labels, train_features=sample),
+        _batches(features, y, weights, recipe, seed=options.seed),
+        spread=spread,
+        epochs=epochs,
+        validation_data=validation,
+        callbacks=[_reporter(stage, epochs, progress, stop)],
+        backup=backup,
+    )
+    _raise_if_stopped(stop, len(next(iter(history.values()), [])))
+    if recipe.statistics_heads:
+        extractor, heads, _ = _train_statistics_heads(
+            features, y, None, recipe=recipe, progress=progress, stop=stop, stage=stage
+        )
+        model = fuse(model, extractor, heads)
+    return forget_training_state(model), {k: [float(v) for v in vs] for k, vs in history.items()}
+
+
+def fit_scaling(options: TrainOptions) -> Scaling:
+    """The batch and learning rate of ``options``' fits: per replica, scaled by the replicas."""
+    recipe = options.recipe
+    return scaling(
+        options.distribution.strategy,
+        per_replica_batch_size=options.batch_size or recipe.batch_size,
+        base_learning_rate=recipe.learning_rate,
+    )
+
+
+def _fit_backup(
+    features: list[np.ndarray], y: np.ndarray, options: TrainOptions, stage: str
+) -> Backup | None:
+    """The backup of this very fit (its clips, labels, options and stage), so that a resumed
+    run finds each of its fits' own; None when the run keeps no backups."""
+    if options.distribution.backup_dir is None:
+        return None
+    digest = hashlib.sha256(y.tobytes())
+    for f in features:
+        digest.update(np.ascontiguousarray(f).tobytes())
+    identity = f"{stage}|{options.to_dict()}|{fit_scaling(options).to_dict()}|{digest.hexdigest()}"
+    return backup_for(options.distribution, identity=identity)
+
+
+def _raise_if_stopped(stop: threading.Event | None, epochs_done: int) -> None:
+    if stop is not None and stop.is_set():
+        raise TrainingStopped(f"Training stopped after {epochs_done} epochs; nothing was saved.")
+
+
+def _train_statistics_heads(
+    features: list[np.ndarray],
+    y: np.ndarray,
+    weights: np.ndarray | None,
+    *,
+    recipe: Recipe,
+    progress: ProgressFn | None,
+    stop: threading.Event | None,
+    stage: str,
+) -> tuple[keras.Model, list[keras.Model], dict[str, list[float]]]:
+    """The statistics extractor, and heads trained on each whole clip's statistics (with the
+    last head's history).
+
+    Averaging MLP heads that differ only in their random start steadies the small, noisy head.
+    """
+    extractor = statistics_extractor(
+        features[0].shape[-1],
+        n_mels=recipe.features.n_mels,
+        n_cepstra=recipe.head_cepstra,
+        smoothing_frames=recipe.head_smoothing_frames,
+        shape_moments=recipe.head_shape_moments,
+    )
+    statistics = _outputs_whole(extractor, features)
+    epochs = recipe.epochs if recipe.head_linear else STATISTICS_HEAD_EPOCHS
+    batch = recipe.batch_size if recipe.head_linear else STATISTICS_HEAD_BATCH
+    heads, n_heads, history = [], recipe.statistics_heads, None
+    for i in range(n_heads):
+        name = "statistics_head" if i == 0 else f"statistics_head_{i + 1}"
+        head = (
+            build_linear_head(
+                n_labels=y.shape[1],
+                train_statistics=statistics,
+                learning_rate=recipe.learning_rate,
+                name=name,
+            )
+            if recipe.head_linear
+            else build_statistics_head(n_labels=y.shape[1], train_statistics=statistics, name=name)
+        )
+        which = f" {i + 1}/{n_heads}" if n_heads > 1 else ""
+        history = head.fit(
+            statistics,
+            y,
+            sample_weight=weights,
+            epochs=epochs,
+            batch_size=batch,
+            shuffle=True,
+            callbacks=[_reporter(f"{stage} · {HEAD_STAGE}{which}", epochs, progress, stop)],
+            verbose=0,
+        )
+        _raise_if_stopped(stop, len(history.epoch))
+        heads.append(head)
+    figures = {k: [float(v) for v in vs] for k, vs in history.history.items()} if history else {}
+    return extractor, heads, figures
+
+
+def _reporter(
+    stage: str, epochs: int, progress: ProgressFn | None, stop: threading.Event | None
+) -> keras.callbacks.Callback:
+    """A Keras callback that reports each epoch and honours the stop event between batches."""
+    import keras
+
+    class Reporter(keras.callbacks.Callback):
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            self.started = time.monotonic()
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if stop is not None and stop.is_set():
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if progress is not None:
+                metrics = {k: float(v) for k, v in (logs or {}).items()}
+                elapsed = time.monotonic() - self.started
+                progress(Progress(stage, epoch + 1, epochs, elapsed, metrics))
+
+    return Reporter()
