@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,6 +57,16 @@ def make_tiny_corpus(
                 name = f"03-01-{code}-01-{rep % 2 + 1:02d}-{rep // 2 + 1:02d}-{actor:02d}.wav"
                 write_audio(folder / name, samples, sample_rate_hz=16_000)
     return root
+
+
+@pytest.fixture(autouse=True)
+def main_module_kept() -> Iterator[None]:
+    """Streamlit's AppTest leaves the app script as ``sys.modules["__main__"]``; a process
+    spawned after it (ser.batch's workers) would run app.py again, model warm-up included, and
+    import TensorFlow in two threads at once. Each test gets the real main module back."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")

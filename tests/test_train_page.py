@@ -222,6 +222,8 @@ def test_scan_train_save_and_pick_on_recognise_page(tiny_corpus: Path, models_di
         "head_smoothing_frames": 0,
         "head_shape_moments": False,
         "balance_corpora": True,
+        "network": True,
+        "head_linear": False,
     }
 
     at.switch_page("pages/recognise.py").run()
