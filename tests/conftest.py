@@ -59,14 +59,18 @@ def make_tiny_corpus(
     return root
 
 
+_REAL_MAIN = sys.modules["__main__"]  # before any test or fixture has run
+
+
 @pytest.fixture(autouse=True)
 def main_module_kept() -> Iterator[None]:
     """Streamlit's AppTest leaves the app script as ``sys.modules["__main__"]``; a process
     spawned after it (ser.batch's workers) would run app.py again, model warm-up included, and
-    import TensorFlow in two threads at once. Each test gets the real main module back."""
-    main = sys.modules["__main__"]
+    import TensorFlow in two threads at once. Each test runs, and ends, with the real main
+    module (also after a module-scoped fixture's AppTest)."""
+    sys.modules["__main__"] = _REAL_MAIN
     yield
-    sys.modules["__main__"] = main
+    sys.modules["__main__"] = _REAL_MAIN
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import multiprocessing
 import threading
 import time
 from collections.abc import Sequence
@@ -146,6 +147,10 @@ def start_warmup() -> None:
     needs a model first waits only for what is left.
     """
     global _warmup_started, _warmup_thread
+    if multiprocessing.parent_process() is not None:
+        # A worker process that re-ran the main module (multiprocessing's 'spawn', e.g. ser.batch
+        # after a test left app.py as __main__): it loads its own model, in its own thread.
+        return
     if next(_warmup_calls) == 0:
         thread = threading.Thread(target=_warm_up, name="ser-model-warmup", daemon=True)
         _warmup_thread, _warmup_started = thread, True
