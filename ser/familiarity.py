@@ -16,6 +16,7 @@ move together as speech makes them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -55,8 +56,14 @@ class Familiarity:
 
     def distances(self, summaries: np.ndarray) -> np.ndarray:
         """``distance`` for each row of already summarised clips."""
-        z = (summaries - np.asarray(self.centre)) / np.asarray(self.scale)
-        return np.sqrt(np.mean((z @ np.asarray(self.whitening).T) ** 2, axis=1))
+        centre, scale, whitening = self._arrays
+        z = (summaries - centre) / scale
+        return np.sqrt(np.mean((z @ whitening.T) ** 2, axis=1))
+
+    @functools.cached_property
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The fields as arrays, made once: every answer the app gives is checked with them."""
+        return np.asarray(self.centre), np.asarray(self.scale), np.asarray(self.whitening)
 
     def is_unfamiliar(self, features: np.ndarray) -> bool:
         return self.distance(features) > self.threshold

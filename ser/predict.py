@@ -171,15 +171,17 @@ class Recognizer:
 
     def recognise_audio(self, audio: Audio, *, name: str = "clip") -> Result:
         """Overall prediction, the timeline for a long clip, and quality caveats."""
-        timeline = None
-        whole = feats.extract(audio.samples, config=self.config)  # once, for both uses below
+        timeline, whole = None, None  # the whole clip's features: for the answer and familiarity
         if audio.duration_s > LONG_CLIP_S:
             timeline = self.timeline(audio.samples)
             prediction = Prediction(self.labels, timeline.overall())
+            if self.familiarity is not None:
+                whole = feats.extract(audio.samples, config=self.config)
         else:
+            whole = feats.extract(audio.samples, config=self.config)
             prediction = self._predict_features(whole)
         caveats = assess_quality(audio)
-        familiar = self._is_familiar_features(whole)
+        familiar = None if whole is None else self._is_familiar_features(whole)
         if familiar is False:
             caveats.append(self._unfamiliar())
         if prediction.confidence < LOW_CONFIDENCE:
