@@ -167,7 +167,23 @@ def fit(
             stop=stop,
             stage=stage,
         )
-        return forget_training_state(statistics_model(extractor, heads[0])), figures
+        linear = None
+        if recipe.linear_weight:
+            linear_recipe = replace(recipe, statistics_heads=1, head_linear=True, epochs=epochs)
+            _, (linear,), _ = _train_statistics_heads(
+                features,
+                y,
+                weights,
+                recipe=linear_recipe,
+                progress=progress,
+                stop=stop,
+                stage=stage,
+                name="linear_head",
+            )
+        model = statistics_model(
+            extractor, heads, linear=linear, linear_weight=recipe.linear_weight
+        )
+        return forget_training_state(model), figures
     sample = _fixed_length(features, recipe.crop_frames(), rng=np.random.default_rng(options.seed))
     backup = _fit_backup(features, y, options, stage)
     if backup is not None and (resumed := backup.epochs_done()) and progress is not None:
@@ -228,6 +244,7 @@ def _train_statistics_heads(
     progress: ProgressFn | None,
     stop: threading.Event | None,
     stage: str,
+    name: str = "statistics_head",
 ) -> tuple[keras.Model, list[keras.Model], dict[str, list[float]]]:
     """The statistics extractor, and heads trained on each whole clip's statistics (with the
     last head's history).
@@ -246,16 +263,18 @@ def _train_statistics_heads(
     batch = recipe.batch_size if recipe.head_linear else STATISTICS_HEAD_BATCH
     heads, n_heads, history = [], recipe.statistics_heads, None
     for i in range(n_heads):
-        name = "statistics_head" if i == 0 else f"statistics_head_{i + 1}"
+        head_name = name if i == 0 else f"{name}_{i + 1}"
         head = (
             build_linear_head(
                 n_labels=y.shape[1],
                 train_statistics=statistics,
                 learning_rate=recipe.learning_rate,
-                name=name,
+                name=head_name,
             )
             if recipe.head_linear
-            else build_statistics_head(n_labels=y.shape[1], train_statistics=statistics, name=name)
+            else build_statistics_head(
+                n_labels=y.shape[1], train_statistics=statistics, name=head_name
+            )
         )
         which = f" {i + 1}/{n_heads}" if n_heads > 1 else ""
         history = head.fit(

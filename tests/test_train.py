@@ -420,3 +420,31 @@ def test_across_corpora_refuses_overlap_and_too_few_shared_emotions(
         train.prepare_across_corpora(
             [tiny_corpus], [unseen], TrainOptions(), cache_dir=tmp_path / "cache"
         )
+
+
+@pytest.mark.slow
+def test_the_statistics_blend_weighs_its_mlps_and_its_linear_head(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    options = TrainOptions(model_type=ModelType.STATISTICS_BLEND, epochs=2)
+    recipe = options.recipe
+    data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
+    model, _ = train.fit(data, np.arange(len(data.clips)), options)
+    extractor = model.get_layer("band_statistics")
+    mlps = [layer for layer in model.layers if layer.name.startswith("statistics_head")]
+    linear = model.get_layer("linear_head")
+    assert len(mlps) == recipe.statistics_heads == 3
+    assert len(linear.layers[-1].get_weights()[0].shape) == 2  # one softmax layer on the inputs
+    clip = data.features[0][np.newaxis]
+    statistics = extractor.predict_on_batch(clip)
+    mlps_mean = np.mean([head.predict_on_batch(statistics) for head in mlps], axis=0)
+    expected = (1 - recipe.linear_weight) * mlps_mean + recipe.linear_weight * (
+        linear.predict_on_batch(statistics)
+    )
+    np.testing.assert_allclose(model.predict_on_batch(clip), expected, atol=1e-6)
+    path = tmp_path / "blend.keras"
+    model.save(path)
+    import keras
+
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(loaded.predict_on_batch(clip), expected, atol=1e-6)
