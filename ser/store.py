@@ -290,21 +290,37 @@ def default_model(models: list[ModelInfo]) -> ModelInfo | None:
     ``DEFAULT_MIN_ACCURACY`` on unseen speakers; failing that, the most accurate one.
 
     A user's voice and microphone are a corpus no model has heard: the worst such figure is
-    the one to protect.
+    the one to protect. Models are compared on the unseen corpora they were all scored on
+    (a model held out on more corpora has more chances of a bad worst figure), or each on its
+    own where they share none.
     """
     usable = [m for m in models if m.ok]
+    accurate = [m for m in usable if m.shipped and (m.accuracy or 0.0) >= DEFAULT_MIN_ACCURACY]
+    common = _corpora_all_scored_on(accurate)
 
     def rank(m: ModelInfo) -> tuple[bool, bool, float, float]:
-        accurate = (m.accuracy or 0.0) >= DEFAULT_MIN_ACCURACY
-        return (
-            m.shipped,
-            accurate,
-            worst_unseen_accuracy(m) or 0.0 if accurate else 0.0,
-            m.accuracy or 0.0,
-        )
+        is_accurate = m in accurate
+        worst = (_worst_on(m, common) if common else worst_unseen_accuracy(m)) or 0.0
+        return (m.shipped, is_accurate, worst if is_accurate else 0.0, m.accuracy or 0.0)
 
     ranked = sorted(usable, key=rank, reverse=True)
     return ranked[0] if ranked else None
+
+
+def _held_out_figures(info: ModelInfo) -> dict[str, Any]:
+    cross = info.card.cross_corpus if info.card else None
+    return cross.held_out() if cross else {}
+
+
+def _corpora_all_scored_on(models: list[ModelInfo]) -> set[str]:
+    scored = [set(_held_out_figures(m)) for m in models]
+    return set.intersection(*scored) if scored else set()
+
+
+def _worst_on(info: ModelInfo, corpora: set[str]) -> float | None:
+    figures = [_held_out_figures(info)[name].accuracy for name in corpora]
+    known = [a for a in figures if a is not None]
+    return min(known) if known else None
 
 
 def model_for_source_rate(

@@ -221,3 +221,26 @@ def test_the_default_protects_the_worst_unseen_corpus_among_accurate_enough_mode
         store.default_model([not_accurate_enough, _card("e", accuracy=0.50, worst=None)]).name
         == "e"
     )
+
+
+def _scored_on(name: str, *, accuracy: float, per_corpus: dict[str, float]) -> store.ModelInfo:
+    info = _card(name, accuracy=accuracy, worst=min(per_corpus.values()))
+    info.metadata["cross_corpus"]["corpora"] = {
+        corpus: {"accuracy": a} for corpus, a in per_corpus.items()
+    }
+    return info
+
+
+def test_models_are_compared_on_the_unseen_corpora_they_were_all_scored_on() -> None:
+    """One held out on more corpora has more chances of a bad worst figure: the worst is
+    taken over the corpora every accurate candidate was scored on."""
+    two_corpora = _scored_on("two", accuracy=0.61, per_corpus={"ased": 0.35, "emo": 0.33})
+    three_corpora = _scored_on(
+        "three", accuracy=0.60, per_corpus={"ased": 0.38, "emo": 0.34, "ravdess": 0.25}
+    )
+    assert store.worst_unseen_accuracy(three_corpora) < store.worst_unseen_accuracy(two_corpora)
+    assert store.default_model([two_corpora, three_corpora]) is three_corpora
+    worse_on_common = _scored_on(
+        "worse", accuracy=0.60, per_corpus={"ased": 0.30, "emo": 0.34, "ravdess": 0.40}
+    )
+    assert store.default_model([two_corpora, worse_on_common]) is two_corpora
