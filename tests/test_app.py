@@ -372,3 +372,26 @@ def test_models_page_lists_models_figures_and_licences(app: AppTest) -> None:
     assert "python -m ser train --data DATA --name b-shipped" in [c.value for c in app.code]
     specs = [chart.proto.spec for chart in plotly_charts(app)]
     assert any("Confusion matrix" in spec for spec in specs)
+
+
+def test_the_sidebar_chart_is_drawn_after_the_uploader(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The browser shows elements as they arrive, and the chart's code is the page's heaviest
+    load: drawn last, it no longer holds up the uploader of a first visit."""
+    from ui import clips
+
+    events: list[str] = []
+    real_recall, real_uploads = models._show_recall, clips.from_uploads
+    monkeypatch.setattr(
+        models, "_show_recall", lambda info: (events.append("chart"), real_recall(info))[1]
+    )
+    monkeypatch.setattr(
+        clips, "from_uploads", lambda u: (events.append("uploader"), real_uploads(u))[1]
+    )
+    models.forget_load_failures()
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    assert events == ["uploader", "chart"]
+    assert len(at.sidebar.get("plotly_chart")) == 1

@@ -202,6 +202,7 @@ class ModelChoice:
 
     info: ModelInfo
     status: DeltaGenerator
+    recall_slot: DeltaGenerator | None = None  # filled at the page's end: see finish_loading
 
     def recognizer(self) -> Recognizer:
         """Load (or wait for) the model; if it fails to load, rerun with another one."""
@@ -214,7 +215,14 @@ class ModelChoice:
         return recognizer
 
     def finish_loading(self) -> None:
-        """Called at the end of a page: the page is on screen, now make sure the model is."""
+        """Called at the end of a page: the page is on screen, now make sure the model is.
+
+        The sidebar's recall chart is drawn here, after the page: the browser then shows the
+        uploader before it loads the chart code, which the first result still finds loaded.
+        """
+        if self.recall_slot is not None:
+            with self.recall_slot.container():
+                _show_recall(self.info)
         with self.status, st.spinner(f"Loading model {self.info.name}…"):
             self.recognizer()
         self.status.caption(f":material/check_circle: Model **{self.info.name}** is ready.")
@@ -263,10 +271,10 @@ def model_picker() -> ModelChoice | None:
     )
     info = by_name[name]
     sidebar.caption(model_description(info))
-    _show_recall(info)
+    recall_slot = sidebar.empty()
     status = sidebar.empty()
     _show_unusable(unusable)
-    return ModelChoice(info, status)
+    return ModelChoice(info, status, recall_slot)
 
 
 def _show_recall(info: ModelInfo) -> None:
@@ -276,7 +284,7 @@ def _show_recall(info: ModelInfo) -> None:
     scores = card.scores() if card is not None else None
     if card is not None and scores is not None:
         figure = plots.recall_bars(scores.recall, scores.labels, protocol=card.protocol_kind)
-        st.sidebar.plotly_chart(figure, config=PLOT_CONFIG, key="model_recall")
+        st.plotly_chart(figure, config=PLOT_CONFIG, key="model_recall")
 
 
 def _show_unusable(unusable: Sequence[tuple[str, str | None]]) -> None:
