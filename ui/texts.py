@@ -40,8 +40,8 @@ EXAMPLE_NOTE = (
     "A 2.6 s synthetic voice saying *“Kids are talking by the door”*, one of the "
     "sentences the models learnt from. It was not spoken with any emotion, so no answer is the "
     "right one: it shows what the page does, not how accurate the model is. It was recorded at "
-    "16 kHz, so with the default model picked it is answered by the 16 kHz model, and the page "
-    "says so."
+    "16 kHz, which a model that hears 0-8 kHz (the default does) takes in whole; a model that "
+    "listens higher answers with a caveat, or hands it to a 16 kHz model, and the page says so."
 )
 
 DATASET_SOURCES = """\
