@@ -224,6 +224,7 @@ def test_scan_train_save_and_pick_on_recognise_page(tiny_corpus: Path, models_di
         "balance_corpora": True,
         "network": True,
         "head_linear": False,
+        "linear_weight": 0.0,
     }
 
     at.switch_page("pages/recognise.py").run()
