@@ -17,12 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ser.cli import progress_bar
-from ser.datasets import scan
-from ser.evaluation import FOUR_CLASSES, held_out
-from ser.familiarity import Familiarity
-from ser.store import find_model, load_keras
-from ser.train import extract_features, predict_probabilities
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file: the package beside it
+
+from ser.cli import progress_bar  # noqa: E402
+from ser.datasets import scan  # noqa: E402
+from ser.evaluation import FOUR_CLASSES, held_out  # noqa: E402
+from ser.familiarity import Familiarity  # noqa: E402
+from ser.store import find_model, load_keras  # noqa: E402
+from ser.train import extract_features, predict_probabilities  # noqa: E402
 
 
 def _figures(model, info, clips, values) -> str:

@@ -20,10 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ser import evaluation, train
-from ser.cli import progress_bar
-from ser.models import ModelType
-from ser.options import TrainOptions
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file: the package beside it
+
+from ser import evaluation, train  # noqa: E402
+from ser.cli import progress_bar  # noqa: E402
+from ser.models import ModelType  # noqa: E402
+from ser.options import TrainOptions  # noqa: E402
 
 
 @dataclass(frozen=True)
