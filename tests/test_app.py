@@ -395,3 +395,9 @@ def test_the_sidebar_chart_is_drawn_after_the_uploader(
     assert not at.exception, at.exception
     assert events == ["uploader", "chart"]
     assert len(at.sidebar.get("plotly_chart")) == 1
+    # Later runs draw it in its place, so it does not vanish while a clip is answered.
+    events.clear()
+    at.run()
+    assert not at.exception, at.exception
+    assert events == ["chart", "uploader"]
+    assert len(at.sidebar.get("plotly_chart")) == 1

@@ -37,6 +37,7 @@ PLOT_CONFIG = {"displaylogo": False}
 # picker runs, so the choice is also kept under a key no widget owns.
 MODEL_WIDGET_KEY = "model"
 CHOSEN_MODEL_KEY = "chosen_model"
+RECALL_SHOWN_KEY = "recall_chart_shown"  # the session's browser has the chart code
 
 
 # ============================================================================ the list
@@ -217,12 +218,14 @@ class ModelChoice:
     def finish_loading(self) -> None:
         """Called at the end of a page: the page is on screen, now make sure the model is.
 
-        The sidebar's recall chart is drawn here, after the page: the browser then shows the
-        uploader before it loads the chart code, which the first result still finds loaded.
+        On a session's first run the sidebar's recall chart is drawn here, after the page: the
+        browser then shows the uploader before it loads the chart code, which the first result
+        still finds loaded.
         """
         if self.recall_slot is not None:
             with self.recall_slot.container():
                 _show_recall(self.info)
+            st.session_state[RECALL_SHOWN_KEY] = True
         with self.status, st.spinner(f"Loading model {self.info.name}…"):
             self.recognizer()
         self.status.caption(f":material/check_circle: Model **{self.info.name}** is ready.")
@@ -271,7 +274,12 @@ def model_picker() -> ModelChoice | None:
     )
     info = by_name[name]
     sidebar.caption(model_description(info))
-    recall_slot = sidebar.empty()
+    recall_slot = None
+    if st.session_state.get(RECALL_SHOWN_KEY):  # in place: an emptied slot would flicker
+        with sidebar:
+            _show_recall(info)
+    else:
+        recall_slot = sidebar.empty()
     status = sidebar.empty()
     _show_unusable(unusable)
     return ModelChoice(info, status, recall_slot)
