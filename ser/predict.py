@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,8 @@ from .audio import Audio, assess_quality, load_audio, speech_duration_s
 from .errors import ModelError, SERError
 from .evaluation import with_temperature
 from .familiarity import Familiarity
-from .store import ModelInfo, find_model, list_models, load_keras, model_for_source_rate
+from .runtime import NumpyModel
+from .store import ModelInfo, find_model, list_models, load_network, model_for_source_rate
 
 # For a recording's sample rate, a model that needs no more (or None): see Recognizer.recognise.
 Narrower = Callable[[int], "Recognizer | None"]
@@ -107,8 +109,6 @@ class Recognizer:
     """One loaded model, ready to be called on clips."""
 
     def __init__(self, info: ModelInfo, model: object) -> None:
-        import tensorflow as tf
-
         self.info = info
         self.labels = tuple(info.labels)
         self.config = info.features
@@ -117,21 +117,28 @@ class Recognizer:
         # The training clips' summary (ser.familiarity); None for models saved without one.
         familiarity = info.metadata.get("familiarity")
         self.familiarity = Familiarity.from_dict(familiarity) if familiarity else None
-        shape = (
-            (None, self.config.dim)
-            if not self.config.is_sequence
-            else (None, None, self.config.dim)
-        )
-        self._call = tf.function(
-            lambda x: model(x, training=False),
-            input_signature=[tf.TensorSpec(shape=shape, dtype=tf.float32)],
-        )
+        # A numpy network (ser.runtime) is called as it is; a Keras one through a traced graph.
+        self._call = model if isinstance(model, NumpyModel) else self._traced(model)
         self._warm_up()
 
     @classmethod
     def load(cls, name_or_path: str | None = None, models_dir: Path | None = None) -> Recognizer:
         info = find_model(name_or_path, models_dir)
-        return cls(info, load_keras(info))
+        return cls(info, load_network(info))
+
+    def _traced(self, model: Any) -> Callable[[np.ndarray], np.ndarray]:
+        import tensorflow as tf
+
+        shape = (
+            (None, self.config.dim)
+            if not self.config.is_sequence
+            else (None, None, self.config.dim)
+        )
+        call = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec(shape=shape, dtype=tf.float32)],
+        )
+        return lambda x: call(x).numpy()
 
     def _warm_up(self) -> None:
         """Trace the graph now, so the first user does not pay for it."""
@@ -140,7 +147,7 @@ class Recognizer:
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Calibrated probabilities for a batch of feature arrays of equal shape."""
-        raw = self._call(np.asarray(batch, dtype=np.float32)).numpy()
+        raw = self._call(np.asarray(batch, dtype=np.float32))
         return (
             raw if self.temperature == 1.0 else with_temperature(raw, temperature=self.temperature)
         )
@@ -296,7 +303,7 @@ def shipped_narrower(recognizer: Recognizer, models_dir: Path | None = None) -> 
 
     def load(info: ModelInfo) -> Recognizer:
         if info.name not in loaded:
-            loaded[info.name] = Recognizer(info, load_keras(info))
+            loaded[info.name] = Recognizer(info, load_network(info))
         return loaded[info.name]
 
     return narrower_for(recognizer, models=listed, load=load)

@@ -28,6 +28,7 @@ from .features import FeatureConfig, FeatureKind
 if TYPE_CHECKING:
     import keras
 
+    from . import runtime
     from .card import ModelCard
 
 METADATA_FORMAT = 1
@@ -374,18 +375,39 @@ def load_keras(info: ModelInfo) -> keras.Model:
         model = keras.saving.load_model(info.keras_path, safe_mode=True, compile=False)
     except Exception as error:  # keras raises many types for a damaged archive
         raise ModelError(f"Model '{info.name}' could not be loaded: {error}") from error
-    n_outputs = model.outputs[0].shape[-1]
+    _check_shapes(info, n_outputs=model.outputs[0].shape[-1], n_inputs=model.inputs[0].shape[-1])
+    return model
+
+
+def load_network(info: ModelInfo) -> runtime.NumpyModel | keras.Model:
+    """The network for inference: numpy (``ser.runtime``) when it runs there, else Keras.
+
+    Both read the same ``.keras`` file and give the same probabilities; the numpy one needs
+    no TensorFlow, which takes seconds to import.
+    """
+    if not info.ok:
+        raise ModelError(f"Model '{info.name}' cannot be used: {info.problem}.")
+    from . import runtime
+
+    try:
+        network = runtime.load(info.keras_path)
+    except Exception:  # a layer it does not run, or a damaged archive: Keras decides and words it
+        return load_keras(info)
+    _check_shapes(info, n_outputs=network.n_outputs, n_inputs=network.input_shape[-1])
+    return network
+
+
+def _check_shapes(info: ModelInfo, *, n_outputs: int, n_inputs: int) -> None:
     if n_outputs != len(info.labels):
         raise ModelError(
             f"Model '{info.name}' has {n_outputs} outputs but its metadata lists "
             f"{len(info.labels)} labels; refusing to guess which is which."
         )
-    if model.inputs[0].shape[-1] != info.features.dim:
+    if n_inputs != info.features.dim:
         raise ModelError(
-            f"Model '{info.name}' expects {model.inputs[0].shape[-1]} features per step "
+            f"Model '{info.name}' expects {n_inputs} features per step "
             f"but its feature settings give {info.features.dim}."
         )
-    return model
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
