@@ -184,12 +184,10 @@ _worker: Answerer | None = None
 
 def _start_worker(model: str | None, models_dir: Path | None) -> None:
     """In each worker process, once: one thread for TensorFlow (the workers are the
-    parallelism), then the model."""
+    parallelism), then the model. TensorFlow reads these when it is imported, which a model
+    that runs in numpy (``ser.runtime``) never needs."""
     global _worker
-    import tensorflow as tf  # after openSMILE: this module's package loaded it (ser/__init__)
-
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = "1"
     _worker = Answerer(model, models_dir)
 
 
