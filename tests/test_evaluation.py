@@ -59,6 +59,20 @@ def test_fit_temperature_recovers_a_known_overconfidence() -> None:
     assert after < 0.04
 
 
+def test_each_held_out_corpus_weighs_alike_in_the_temperature() -> None:
+    """A corpus ten times larger must not set the temperature alone."""
+    big = _overconfident(4000, temperature=0.4, seed=3)  # needs about 2.5
+    small = _overconfident(400, temperature=1.0, seed=4)  # needs about 1
+    folds = [
+        evaluation.HeldOut(name, ("a", "b", "c", "d"), p, t, ())
+        for name, (p, t) in (("big", big), ("small", small))
+    ]
+    alone = [fit_temperature(*big), fit_temperature(*small)]
+    both = evaluation.CorpusEvaluation(tuple(folds)).temperature
+    # By clips it would land near the big corpus's own (about 2.3); alike, about midway.
+    assert alone[1] + 0.3 < both < alone[0] - 0.4
+
+
 def test_ece_of_a_perfectly_calibrated_and_a_wrong_sure_model() -> None:
     probabilities, targets = _overconfident(20_000, temperature=1.0, seed=2)
     assert expected_calibration_error(probabilities, targets) < 0.02

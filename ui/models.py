@@ -218,17 +218,18 @@ class ModelChoice:
     def finish_loading(self) -> None:
         """Called at the end of a page: the page is on screen, now make sure the model is.
 
-        On a session's first run the sidebar's recall chart is drawn here, after the page: the
-        browser then shows the uploader before it loads the chart code, which the first result
-        still finds loaded.
+        On a session's first run the sidebar's recall chart is drawn here, after the page and
+        after the model is ready: while the browser loads the chart's code it shows nothing
+        new, so the uploader must reach it first, and the model's loading gives it that time.
+        The chart code then loads while a first visitor picks a file.
         """
+        with self.status, st.spinner(f"Loading model {self.info.name}…"):
+            self.recognizer()
+        self.status.caption(f":material/check_circle: Model **{self.info.name}** is ready.")
         if self.recall_slot is not None:
             with self.recall_slot.container():
                 _show_recall(self.info)
             st.session_state[RECALL_SHOWN_KEY] = True
-        with self.status, st.spinner(f"Loading model {self.info.name}…"):
-            self.recognizer()
-        self.status.caption(f":material/check_circle: Model **{self.info.name}** is ready.")
 
 
 def _remember_choice() -> None:
