@@ -116,7 +116,6 @@ def _streaming() -> bool:
     return any(s.idle_s() < STREAMING_WITHIN_S for s in sessions)
 
 
-@functools.cache
 def _prepare_process() -> None:
     """Make Streamlit's clean-up after every script run cheap enough for a 2 Hz fragment.
 
@@ -127,20 +126,32 @@ def _prepare_process() -> None:
     GIL, so the WebRTC event loop starved and audio arrived at half speed. So: the heap
     that exists once the model is loaded (modules, the model) is frozen out of collection
     (``gc.freeze``: it stays for the process's life anyway), and ``clear_session`` is skipped
-    while a live session streams, as ``ui.keras_guard`` skips it while a run trains.
+    while a live session streams, as ``ui.keras_guard`` skips it while a run trains. Streamlit
+    calls it only once Keras is imported, which a model run in numpy (``ser.runtime``) never
+    does: then there is nothing to guard yet, and the next start checks again.
     """
-    gc.collect()
-    gc.freeze()
+    _freeze_heap()
+    if "keras" not in sys.modules:
+        return
     import keras
 
     backend = keras.backend
     original = backend.clear_session
+    if getattr(original, "_ser_streaming_guard", False):
+        return
 
     @functools.wraps(original)
     def clear_session(*args: Any, **kwargs: Any) -> Any:
         return None if _streaming() else original(*args, **kwargs)
 
+    clear_session._ser_streaming_guard = True  # type: ignore[attr-defined]
     backend.clear_session = clear_session
+
+
+@functools.cache
+def _freeze_heap() -> None:
+    gc.collect()
+    gc.freeze()
 
 
 # ============================================================================ the stream

@@ -129,6 +129,39 @@ def test_the_keras_guard_skips_clearing_only_while_a_run_trains(
     assert cleared == [1]
 
 
+def test_starting_live_mode_imports_no_tensorflow_for_a_numpy_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The default model runs in numpy: a live start must not pay seconds for TensorFlow."""
+    import sys
+
+    import live_ui
+
+    for name in [m for m in sys.modules if m == "keras" or m.startswith("keras.")]:
+        monkeypatch.delitem(sys.modules, name)
+    live_ui._prepare_process()
+    assert "keras" not in sys.modules
+
+
+def test_live_mode_guards_keras_clean_up_once_keras_is_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import keras
+
+    import live_ui
+
+    cleared: list[int] = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda: cleared.append(1))
+    live_ui._prepare_process()
+    live_ui._prepare_process()  # installed once, not wrapped twice
+    streaming = True
+    monkeypatch.setattr(live_ui, "_streaming", lambda: streaming)
+    keras.backend.clear_session()
+    streaming = False
+    keras.backend.clear_session()
+    assert cleared == [1]
+
+
 # ---------------------------------------------------------------------------- results
 
 
