@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -172,7 +173,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         train_index = np.arange(len(data.clips))
         model, _ = train.fit(data, train_index, options, progress=progress_bar, stage="final model")
-    command = "python -m ser " + shlex.join(_without_models_dir(args.argv or sys.argv[1:]))
+    command = reproduce_command(_without_models_dir(args.argv or sys.argv[1:]))
     meta = train.metadata(
         data,
         options,
@@ -226,6 +227,25 @@ def _print_scaling(options: TrainOptions) -> None:
             f"learning rate {spread.learning_rate:g} ({spread.base_learning_rate:g} x {spread.replicas})",
             file=sys.stderr,
         )
+
+
+def reproduce_command(argv: Sequence[str]) -> str:
+    """``python -m ser ARGS``, with folders under ``$SER_DATA_DIR`` written relative to it, so
+    the command in a model's JSON holds no path of the machine that trained it."""
+    data_dir = os.environ.get("SER_DATA_DIR")
+    root = Path(data_dir).resolve() if data_dir else None
+    words = []
+    for arg in argv:
+        word = shlex.quote(arg)
+        if root is not None and not arg.startswith("-"):
+            try:
+                inside = Path(arg).resolve().relative_to(root)
+            except ValueError:
+                inside = None
+            if inside is not None and shlex.quote(str(inside)) == str(inside):
+                word = "$SER_DATA_DIR" if str(inside) == "." else f"$SER_DATA_DIR/{inside}"
+        words.append(word)
+    return "python -m ser " + " ".join(words)
 
 
 def _without_models_dir(argv: Sequence[str]) -> list[str]:

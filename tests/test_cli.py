@@ -343,3 +343,24 @@ def test_predict_reads_a_clip_piped_in(
     line = json.loads(run.stdout.decode().strip().splitlines()[-1])
     assert line["file"] == "stdin"
     assert line["emotion"] in line["probabilities"]
+
+
+def test_the_saved_command_names_data_folders_by_ser_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model's JSON must not carry the training machine's paths; pasted, it still runs."""
+    from ser.cli import reproduce_command
+
+    data = tmp_path / "corpora"
+    (data / "ravdess").mkdir(parents=True)
+    monkeypatch.setenv("SER_DATA_DIR", str(data))
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--data", str(data / "ravdess"), "--data", "corpora/ravdess", "--data"]
+    argv += [str(tmp_path / "mine folder"), "--name", "x"]
+    command = reproduce_command(argv)
+    assert command == (
+        "python -m ser train --data $SER_DATA_DIR/ravdess --data $SER_DATA_DIR/ravdess "
+        f"--data '{tmp_path / 'mine folder'}' --name x"
+    )
+    monkeypatch.delenv("SER_DATA_DIR")
+    assert str(data / "ravdess") in reproduce_command(argv)
