@@ -96,6 +96,14 @@ def latency(model: str | None, repeats: int) -> None:
                 _timed(lambda r=recognizer: r.recognise(path), repeats=repeats),
             )
             print(f"{'':<46} speed-up vs seed: {reference / ours:.1f}x")
+            if recognizer.runs_in_numpy:  # the same model through Keras, for the ratio
+                info = recognizer.info
+                through_keras = Recognizer(info, load_keras(info))
+                keras_ms = _summary(
+                    f"  the same through Keras ({name})",
+                    _timed(lambda r=through_keras: r.recognise(path), repeats=repeats),
+                )
+                print(f"{'':<46} numpy (ser.runtime) vs Keras: {keras_ms / ours:.2f}x")
 
 
 def features(folders: list[Path]) -> None:

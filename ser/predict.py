@@ -126,6 +126,11 @@ class Recognizer:
         info = find_model(name_or_path, models_dir)
         return cls(info, load_network(info))
 
+    @property
+    def runs_in_numpy(self) -> bool:
+        """Whether the network runs in numpy (``ser.runtime``), without TensorFlow."""
+        return isinstance(self._call, NumpyModel)
+
     def _traced(self, model: Any) -> Callable[[np.ndarray], np.ndarray]:
         import tensorflow as tf
 

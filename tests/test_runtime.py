@@ -125,9 +125,12 @@ def test_models_it_cannot_run_are_loaded_with_keras(tiny_models_dir: Path) -> No
     with pytest.raises(runtime.UnsupportedModel):
         runtime.load(info.keras_path)
     assert isinstance(store.load_network(info), keras.Model)
-    assert Recognizer.load("tiny-classic", tiny_models_dir).probabilities(
-        np.zeros((1, info.features.dim), np.float32)
-    ).shape == (1, len(info.labels))
+    recognizer = Recognizer.load("tiny-classic", tiny_models_dir)
+    assert not recognizer.runs_in_numpy
+    assert recognizer.probabilities(np.zeros((1, info.features.dim), np.float32)).shape == (
+        1,
+        len(info.labels),
+    )
 
 
 @pytest.mark.slow
@@ -143,7 +146,8 @@ def test_predict_answers_with_the_default_model_without_importing_tensorflow(
     )
     code = (
         "import sys; from ser.predict import Recognizer; "
-        f"r = Recognizer.load(); print(r.recognise({str(clip)!r}).prediction.emotion); "
+        f"r = Recognizer.load(); assert r.runs_in_numpy; "
+        f"print(r.recognise({str(clip)!r}).prediction.emotion); "
         "assert 'tensorflow' not in sys.modules, 'TensorFlow was imported'"
     )
     done = subprocess.run(
