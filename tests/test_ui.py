@@ -4,10 +4,12 @@ pages show. The pages themselves run in tests/test_app.py and tests/test_train_p
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
+import live_ui
 from ser import store
 from ser.datasets import scan
 from ser.jobs import Snapshot, State
@@ -110,20 +112,28 @@ def test_the_cross_corpus_table_has_a_row_per_unseen_corpus(
         assert table["accuracy"].between(0, 1).all()
 
 
-def test_the_keras_guard_skips_clearing_only_while_a_run_trains(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("guard", "install", "busy"),
+    [
+        (keras_guard, "keep_keras_state_while_training", "training_threads_alive"),
+        (live_ui, "_prepare_process", "_streaming"),
+    ],
+    ids=["while-a-run-trains", "while-a-live-session-streams"],
+)
+def test_keras_clean_up_is_skipped_only_while_busy(
+    guard: ModuleType, install: str, busy: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import keras
 
     cleared: list[int] = []
     monkeypatch.setattr(keras.backend, "clear_session", lambda: cleared.append(1))
-    keras_guard.keep_keras_state_while_training()
-    keras_guard.keep_keras_state_while_training()  # installed once, not wrapped twice
+    getattr(guard, install)()
+    getattr(guard, install)()  # installed once, not wrapped twice
 
-    training = True
-    monkeypatch.setattr(keras_guard, "training_threads_alive", lambda: training)
+    busy_now = True
+    monkeypatch.setattr(guard, busy, lambda: busy_now)
     keras.backend.clear_session()
-    training = False
+    busy_now = False
     keras.backend.clear_session()
 
     assert cleared == [1]
@@ -135,31 +145,10 @@ def test_starting_live_mode_imports_no_tensorflow_for_a_numpy_model(
     """The default model runs in numpy: a live start must not pay seconds for TensorFlow."""
     import sys
 
-    import live_ui
-
     for name in [m for m in sys.modules if m == "keras" or m.startswith("keras.")]:
         monkeypatch.delitem(sys.modules, name)
     live_ui._prepare_process()
     assert "keras" not in sys.modules
-
-
-def test_live_mode_guards_keras_clean_up_once_keras_is_loaded(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import keras
-
-    import live_ui
-
-    cleared: list[int] = []
-    monkeypatch.setattr(keras.backend, "clear_session", lambda: cleared.append(1))
-    live_ui._prepare_process()
-    live_ui._prepare_process()  # installed once, not wrapped twice
-    streaming = True
-    monkeypatch.setattr(live_ui, "_streaming", lambda: streaming)
-    keras.backend.clear_session()
-    streaming = False
-    keras.backend.clear_session()
-    assert cleared == [1]
 
 
 # ---------------------------------------------------------------------------- results
