@@ -277,6 +277,7 @@ def _train_statistics_heads(
             )
         )
         which = f" {i + 1}/{n_heads}" if n_heads > 1 else ""
+        which += " (linear)" if recipe.head_linear else ""
         history = head.fit(
             statistics,
             y,

@@ -429,7 +429,17 @@ def test_the_statistics_blend_weighs_its_mlps_and_its_linear_head(
     options = TrainOptions(model_type=ModelType.STATISTICS_BLEND, epochs=2)
     recipe = options.recipe
     data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
-    model, _ = train.fit(data, np.arange(len(data.clips)), options)
+    stages: set[str] = set()
+    model, _ = train.fit(
+        data, np.arange(len(data.clips)), options, progress=lambda p: stages.add(p.stage)
+    )
+    # The progress names each head, the linear one as such.
+    assert stages == {
+        "training · statistics head 1/3",
+        "training · statistics head 2/3",
+        "training · statistics head 3/3",
+        "training · statistics head (linear)",
+    }
     extractor = model.get_layer("band_statistics")
     mlps = [layer for layer in model.layers if layer.name.startswith("statistics_head")]
     linear = model.get_layer("linear_head")

@@ -265,6 +265,7 @@ def test_the_fused_model_trains_saves_and_recognises_from_the_pages(
         ("fold 2/6", "Epoch 5 / 80"),
         ("fold 2/6 · statistics head", "Statistics head: epoch 5 / 80"),
         ("fold 2/6 · statistics head 3/3", "Statistics head 3/3: epoch 5 / 80"),
+        ("fold 2/6 · statistics head (linear)", "Statistics head (linear): epoch 5 / 80"),
     ],
 )
 def test_progress_says_which_network_is_training(stage: str, expected: str) -> None:
