@@ -380,9 +380,8 @@ def test_models_page_lists_models_figures_and_licences(app: AppTest) -> None:
 def test_the_sidebar_chart_is_drawn_after_the_uploader(
     models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The browser shows nothing new while it loads the chart's code, the page's heaviest
-    load: drawn last, after the model's loading has given the browser time to show the
-    uploader, it no longer holds up the uploader of a first visit."""
+    """The chart's code is the page's heaviest load: on a first visit the chart comes last,
+    after the uploader and the model, so nothing the visitor needs waits for it on the server."""
     from ui import clips
 
     events: list[str] = []

@@ -218,10 +218,11 @@ class ModelChoice:
     def finish_loading(self) -> None:
         """Called at the end of a page: the page is on screen, now make sure the model is.
 
-        On a session's first run the sidebar's recall chart is drawn here, after the page and
-        after the model is ready: while the browser loads the chart's code it shows nothing
-        new, so the uploader must reach it first, and the model's loading gives it that time.
-        The chart code then loads while a first visitor picks a file.
+        On a session's first run the sidebar's recall chart is drawn here, last, after the
+        uploader and the model. The browser parses the chart's code (Plotly) before it shows
+        the page even so, about 0.9 s on two busy cores (docs/benchmarks.md); leaving the chart
+        out of the first run would show the page sooner but move that second into the first
+        answer.
         """
         with self.status, st.spinner(f"Loading model {self.info.name}…"):
             self.recognizer()
