@@ -167,8 +167,7 @@ def _softmax(x: Array) -> Array:
 def _operation(layer: dict[str, Any], weights: Any) -> Callable[..., Array]:
     kind, config = layer["class_name"], layer["config"]
     if kind == "Functional":
-        inner = _model(layer, weights.get("layers") if weights is not None else None)
-        return inner
+        return _model(layer, weights.get("layers") if weights is not None else None)
     if kind in _IDENTITY_AT_INFERENCE:
         return lambda x: x
     builder = _BUILDERS.get(kind)
