@@ -1,12 +1,13 @@
 """Entry point: ``streamlit run app.py``. Sets up the page and routes to the pages in ``pages/``.
 
-Only what the first page needs is imported here; TensorFlow and the default model load in a
-background thread (``ui.models.start_warmup``) while the first page renders.
+Only what the first page needs is imported here. The default model loads in a background
+thread (``ui.models.start_warmup``) once the first page has run: started before it, the
+thread slowed the page's first widgets by a third of a second (docs/benchmarks.md).
 """
 
 import streamlit as st
 
-from ui import models
+from ui import models, routing
 
 st.set_page_config(
     page_title="Speech emotion recognition",
@@ -14,7 +15,7 @@ st.set_page_config(
     layout="wide",
     menu_items={"About": "Speech emotion recognition: upload or record speech, get emotions."},
 )
-models.start_warmup()
+routing.note_app_routing()
 
 navigation = st.navigation(
     [
@@ -25,4 +26,7 @@ navigation = st.navigation(
         st.Page("pages/models.py", title="Models & about", icon=":material/info:"),
     ]
 )
-navigation.run()
+try:
+    navigation.run()
+finally:  # also when the page reruns or stops
+    models.start_warmup()

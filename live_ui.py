@@ -26,7 +26,6 @@ import weakref
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import streamlit as st
 
 from ser import live
@@ -415,4 +414,6 @@ def take_csv(result: Result) -> str:
         for r in records
     ]
     columns = ["start_s", "end_s", "emotion", "confidence", *result.prediction.labels]
+    import pandas as pd  # loaded on first use: see ui/__init__.py
+
     return pd.DataFrame(rows, columns=columns).to_csv(index=False)

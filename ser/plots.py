@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+# Plotly uses whatever sys.modules holds: a chart drawn while another thread was still
+# importing pandas met a half-imported pandas. Importing it here, first, makes every user of
+# these figures wait for the whole of pandas (a module is imported by one thread at a time).
+import pandas  # noqa: F401  see above
 import plotly.graph_objects as go
 
 from .emotions import COLOURS

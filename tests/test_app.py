@@ -380,8 +380,9 @@ def test_models_page_lists_models_figures_and_licences(app: AppTest) -> None:
 def test_the_sidebar_chart_is_drawn_after_the_uploader(
     models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The chart's code is the page's heaviest load: on a first visit the chart comes last,
-    after the uploader and the model, so nothing the visitor needs waits for it on the server."""
+    """The chart's code is the page's heaviest load: on a first visit the chart comes after
+    the uploader, and the model's background load starts only then: started before the page,
+    it slowed the page."""
     from ui import clips
 
     events: list[str] = []
@@ -400,16 +401,76 @@ def test_the_sidebar_chart_is_drawn_after_the_uploader(
         return real_load(info)
 
     monkeypatch.setattr(models, "load_recognizer", load_in_page)
+    real_warmup = models.start_warmup
+    monkeypatch.setattr(models, "start_warmup", lambda: (events.append("warm-up"), real_warmup()))
     models.forget_load_failures()
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.run()
     assert not at.exception, at.exception
     assert events.count("chart") == 1
-    assert events.index("uploader") < events.index("model") < events.index("chart")
+    order = [events.index(e) for e in ("uploader", "warm-up", "chart", "model")]
+    assert order == sorted(order), events
     assert len(at.sidebar.get("plotly_chart")) == 1
     # Later runs draw it in its place, so it does not vanish while a clip is answered.
     events.clear()
     at.run()
     assert not at.exception, at.exception
-    assert [e for e in events if e != "model"] == ["chart", "uploader"]
+    assert [e for e in events if e not in ("model", "warm-up")] == ["chart", "uploader"]
     assert len(at.sidebar.get("plotly_chart")) == 1
+
+
+def test_a_first_run_cut_short_leaves_the_chart_to_the_next_run_in_its_place(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload made the moment the page shows stops the first run before its end: the next
+    run, the one that answers, draws the chart first in the sidebar, so the browser loads the
+    chart code while the server listens."""
+    from ui import clips
+
+    events: list[str] = []
+    real_recall, real_uploads = models._show_recall, clips.from_uploads
+    real_finish = models.ModelChoice.finish_loading
+    monkeypatch.setattr(
+        models, "_show_recall", lambda info: (events.append("chart"), real_recall(info))[1]
+    )
+    monkeypatch.setattr(
+        clips, "from_uploads", lambda u: (events.append("uploader"), real_uploads(u))[1]
+    )
+    monkeypatch.setattr(models.ModelChoice, "finish_loading", lambda self: None)  # cut short
+    models.forget_load_failures()
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    assert events == ["uploader"]
+    assert not at.sidebar.get("plotly_chart")
+    monkeypatch.setattr(models.ModelChoice, "finish_loading", real_finish)
+    at.run()
+    assert not at.exception, at.exception
+    assert events == ["uploader", "chart", "uploader"]
+    assert len(at.sidebar.get("plotly_chart")) == 1
+
+
+def test_the_recognise_page_sends_its_uploader_before_pandas_or_opensmile_load() -> None:
+    """What the Recognise page imports before its uploader is on its way to the browser: pandas
+    and openSMILE took about half a second of a fresh server's first page (docs/benchmarks.md;
+    Streamlit itself imports Plotly). A fresh interpreter, since this one has them all."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import streamlit\n"
+        "import live_ui\n"  # the page's own imports, as pages/recognise.py has them
+        "from ui import clips, models, results, routing, texts\n"
+        "late = [m for m in ('pandas', 'opensmile', 'tensorflow') if m in sys.modules]\n"
+        "print(late)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=APP.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "[]"

@@ -211,6 +211,26 @@ def test_zero_crossings_of_a_sine_are_twice_its_frequency() -> None:
     np.testing.assert_allclose(inner, 2 * 1000.0 / 22_050, rtol=0.02)
 
 
+def test_importing_ser_loads_the_opensmile_library_but_not_the_package() -> None:
+    """The library must be in the process before TensorFlow (below); the package's own imports
+    (pandas among them) wait until eGeMAPS features are asked for."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import ser\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "print('libSMILEapi' in maps, 'opensmile' in sys.modules, 'pandas' in sys.modules)\n"
+    )
+    root = Path(__file__).parents[1]
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["True", "False", "False"]
+
+
 @pytest.mark.slow
 def test_egemaps_survives_tensorflow_loaded_after_ser() -> None:
     """openSMILE loaded after TensorFlow aborted the process; importing ``ser`` loads it first,

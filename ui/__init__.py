@@ -14,10 +14,7 @@
 - ``texts``: the longer texts; ``markdown``: visitors' text made safe to show.
 
 Nothing here judges audio or emotions: that is the ``ser`` package's job. TensorFlow is
-imported only by the model loader. pandas and plotly are imported here, with the package,
-before any page runs: plotly uses whatever ``sys.modules`` holds, so a page drawing a chart
-while another thread was still importing pandas met a half-imported pandas.
+imported only by the model loader. pandas is imported where a page first needs it (a chart
+or a table), after its first widgets are on their way to the browser; ``ser.plots`` imports
+it before Plotly draws anything (see there).
 """
-
-import pandas  # noqa: F401  see above
-import plotly.graph_objects  # noqa: F401  see above

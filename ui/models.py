@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from ser import plots
 from ser.errors import ModelError
 from ser.store import ModelInfo, default_model, default_models_dir, list_models
 from ui.describe import model_description
@@ -37,7 +36,7 @@ PLOT_CONFIG = {"displaylogo": False}
 # picker runs, so the choice is also kept under a key no widget owns.
 MODEL_WIDGET_KEY = "model"
 CHOSEN_MODEL_KEY = "chosen_model"
-RECALL_SHOWN_KEY = "recall_chart_shown"  # the session's browser has the chart code
+RECALL_OFFERED_KEY = "recall_chart_offered"  # the session's first run has begun
 
 
 # ============================================================================ the list
@@ -137,33 +136,28 @@ def model_version(info: ModelInfo) -> tuple[str, tuple[int, int]]:
 
 # next() on a count is atomic: exactly one caller sees 0, with no lock to hold.
 _warmup_calls = itertools.count()
-_warmup_started = False
 _warmup_thread: threading.Thread | None = None
 
 
 def start_warmup() -> None:
     """Load the default model in a background thread, once per process.
 
-    The first page renders while TensorFlow imports and the model loads, and whoever
-    needs a model first waits only for what is left.
+    ``app.py`` starts it after the first page has run, so that the page does not share the
+    interpreter with it; a page that needs the model sooner loads it itself (the Recognise
+    page does, once its widgets are sent), and the thread then finds it loaded.
     """
-    global _warmup_started, _warmup_thread
+    global _warmup_thread
     if multiprocessing.parent_process() is not None:
         # A worker process that re-ran the main module (multiprocessing's 'spawn', e.g. ser.batch
         # after a test left app.py as __main__): it loads its own model, in its own thread.
         return
     if next(_warmup_calls) == 0:
         thread = threading.Thread(target=_warm_up, name="ser-model-warmup", daemon=True)
-        _warmup_thread, _warmup_started = thread, True
+        _warmup_thread = thread
         thread.start()
         return
     while _warmup_thread is None:  # the first caller is a few bytecodes from setting it
         time.sleep(0)
-
-
-def warmup_started() -> bool:
-    """Whether ``app.py`` has run in this process (it starts the warm-up)."""
-    return _warmup_started
 
 
 def _wait_for_warmup() -> None:
@@ -218,19 +212,20 @@ class ModelChoice:
     def finish_loading(self) -> None:
         """Called at the end of a page: the page is on screen, now make sure the model is.
 
-        On a session's first run the sidebar's recall chart is drawn here, last, after the
-        uploader and the model. The browser parses the chart's code (Plotly) before it shows
-        the page even so, about 0.9 s on two busy cores (docs/benchmarks.md); leaving the chart
-        out of the first run would show the page sooner but move that second into the first
-        answer.
+        The model loads in the background while the sidebar's recall chart is drawn: on a
+        session's first run the chart comes here, last, after the uploader, because the
+        browser's first use of the chart code (Plotly) holds up whatever it is drawing then,
+        about 0.7 s on two busy cores (docs/benchmarks.md). A clip uploaded before this run
+        ends stops it; the next run then draws the chart in its place in the sidebar, before
+        the answer, so that the browser loads the code while the server listens.
         """
-        with self.status, st.spinner(f"Loading model {self.info.name}…"):
-            self.recognizer()
-        self.status.caption(f":material/check_circle: Model **{self.info.name}** is ready.")
+        start_warmup()
         if self.recall_slot is not None:
             with self.recall_slot.container():
                 _show_recall(self.info)
-            st.session_state[RECALL_SHOWN_KEY] = True
+        with self.status, st.spinner(f"Loading model {self.info.name}…"):
+            self.recognizer()
+        self.status.caption(f":material/check_circle: Model **{self.info.name}** is ready.")
 
 
 def _remember_choice() -> None:
@@ -277,11 +272,12 @@ def model_picker() -> ModelChoice | None:
     info = by_name[name]
     sidebar.caption(model_description(info))
     recall_slot = None
-    if st.session_state.get(RECALL_SHOWN_KEY):  # in place: an emptied slot would flicker
+    if st.session_state.get(RECALL_OFFERED_KEY):  # in place: an emptied slot would flicker
         with sidebar:
             _show_recall(info)
     else:
         recall_slot = sidebar.empty()
+        st.session_state[RECALL_OFFERED_KEY] = True
     status = sidebar.empty()
     _show_unusable(unusable)
     return ModelChoice(info, status, recall_slot)
@@ -290,6 +286,8 @@ def model_picker() -> ModelChoice | None:
 def _show_recall(info: ModelInfo) -> None:
     """Which emotions the model gets right on held-out clips, named by protocol (also loads
     the chart code in the browser before the first result needs it)."""
+    from ser import plots  # loaded on first use: see ui/__init__.py
+
     card = info.card
     scores = card.scores() if card is not None else None
     if card is not None and scores is not None:

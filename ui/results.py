@@ -6,10 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import streamlit as st
 
-from ser import plots
 from ser.emotions import EMOJI, SPEECH_EMOJI
 from ser.store import ModelInfo
 from ui import clips as intake
@@ -19,6 +17,8 @@ from ui.describe import model_description
 from ui.markdown import md
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ser.predict import Result
 
 PLOT_CONFIG = {"displaylogo": False}
@@ -69,6 +69,8 @@ def _answering_model(outcome: Outcome, picked: str | None) -> ModelInfo | None:
 
 def show_outcome(outcome: Outcome, *, key: str, picked: str | None = None) -> None:
     """One clip in full, or its error message; ``picked`` is the sidebar's model."""
+    from ser import plots  # loaded on first use: see ui/__init__.py
+
     if outcome.result is None:
         st.error(md(outcome.error or ""), icon=":material/error:")
         return
@@ -100,6 +102,8 @@ def _show_views(result: Result, *, key: str) -> None:
 
     Only the open tab is computed and sent: a spectrogram is the heaviest thing on the page.
     """
+    from ser import plots  # loaded on first use: see ui/__init__.py
+
     audio, timeline = result.audio, result.timeline
     names = ["Waveform", "Spectrogram"]
     if timeline is not None:
@@ -131,6 +135,8 @@ def _show_views(result: Result, *, key: str) -> None:
 def outcomes_table(outcomes: Sequence[Outcome], labels: Sequence[str]) -> pd.DataFrame:
     """One row per clip: file, the model that answered, emotion, confidence, error, each
     emotion's probability, caveats (the CSV; a failed clip's figures are empty)."""
+    import pandas as pd  # loaded on first use: see ui/__init__.py
+
     rows = []
     for o in outcomes:
         row: dict[str, Any] = {"file": o.clip.name, "model": o.model, "emotion": None}

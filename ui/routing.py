@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import models, training
+from ui import training
+
+_app_routing = False  # whether app.py has routed a page in this process
+
+
+def note_app_routing() -> None:
+    """Called by ``app.py`` before it routes: pages run inside its navigation from now on."""
+    global _app_routing
+    _app_routing = True
 
 
 def through_app() -> None:
@@ -22,7 +30,7 @@ def through_app() -> None:
     button clicks.
     """
     training.keep_form()  # the Train page's form and run survive a visit to another page
-    if models.warmup_started():  # app.py starts the warm-up before it routes
+    if _app_routing:
         return
     try:
         from streamlit.runtime.pages_manager import PagesManager
