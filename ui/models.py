@@ -142,9 +142,9 @@ _warmup_thread: threading.Thread | None = None
 def start_warmup() -> None:
     """Load the default model in a background thread, once per process.
 
-    ``app.py`` starts it after the first page has run, so that the page does not share the
-    interpreter with it; a page that needs the model sooner loads it itself (the Recognise
-    page does, once its widgets are sent), and the thread then finds it loaded.
+    Started only once a page's first widgets are sent: sharing the interpreter with it slowed
+    them by a third of a second. The Recognise page starts it at its end
+    (``ModelChoice.finish_loading``, which then waits for it); ``app.py`` after any page.
     """
     global _warmup_thread
     if multiprocessing.parent_process() is not None:
