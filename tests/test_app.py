@@ -24,7 +24,7 @@ from ser.card import ModelCard
 from ser.errors import AudioError
 from ser.predict import Recognizer
 from ser.store import ModelInfo
-from tests import signals
+from tests import interpreter, signals
 from ui import models
 from ui.markdown import md
 
@@ -454,9 +454,6 @@ def test_the_recognise_page_sends_its_uploader_before_pandas_or_opensmile_load()
     """What the Recognise page imports before its uploader is on its way to the browser: pandas
     and openSMILE took about half a second of a fresh server's first page (docs/benchmarks.md;
     Streamlit itself imports Plotly). A fresh interpreter, since this one has them all."""
-    import subprocess
-    import sys
-
     code = (
         "import sys\n"
         "import streamlit\n"
@@ -465,12 +462,6 @@ def test_the_recognise_page_sends_its_uploader_before_pandas_or_opensmile_load()
         "late = [m for m in ('pandas', 'opensmile', 'tensorflow') if m in sys.modules]\n"
         "print(late)\n"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=APP.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = interpreter.run_python(code)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip() == "[]"

@@ -10,6 +10,7 @@ import pytest
 
 from ser import features as feats
 from ser.features import FeatureConfig, FeatureKind
+from tests import interpreter
 from tests.signals import speech_like
 
 
@@ -214,19 +215,13 @@ def test_zero_crossings_of_a_sine_are_twice_its_frequency() -> None:
 def test_importing_ser_loads_the_opensmile_library_but_not_the_package() -> None:
     """The library must be in the process before TensorFlow (below); the package's own imports
     (pandas among them) wait until eGeMAPS features are asked for."""
-    import subprocess
-    import sys
-
     code = (
         "import sys\n"
         "import ser\n"
         "maps = open('/proc/self/maps').read()\n"
         "print('libSMILEapi' in maps, 'opensmile' in sys.modules, 'pandas' in sys.modules)\n"
     )
-    root = Path(__file__).parents[1]
-    run = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120
-    )
+    run = interpreter.run_python(code)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["True", "False", "False"]
 
@@ -235,9 +230,6 @@ def test_importing_ser_loads_the_opensmile_library_but_not_the_package() -> None
 def test_egemaps_survives_tensorflow_loaded_after_ser() -> None:
     """openSMILE loaded after TensorFlow aborted the process; importing ``ser`` loads it first,
     so TensorFlow loaded later (the app's warm-up, any model load) does no harm."""
-    import subprocess
-    import sys
-
     code = (
         "import ser\n"
         "import tensorflow\n"  # what the app's warm-up and every model load do
@@ -249,8 +241,5 @@ def test_egemaps_survives_tensorflow_loaded_after_ser() -> None:
         "for _ in range(10): assert feats.extract(clip, config=config).shape == (88,)\n"
         "print('ok')\n"
     )
-    root = Path(__file__).parents[1]
-    run = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300
-    )
+    run = interpreter.run_python(code, timeout_s=300)
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]
