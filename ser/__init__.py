@@ -24,7 +24,8 @@ def _load_opensmile_library() -> None:
     spec = importlib.util.find_spec("opensmile")  # finds the package without importing it
     if spec is None or spec.origin is None:
         return
-    for library in sorted((Path(spec.origin).parent / "core" / "bin").glob("*/libSMILEapi.*")):
+    # libSMILEapi.so on Linux, libSMILEapi.dylib on macOS, SMILEapi.dll on Windows
+    for library in sorted((Path(spec.origin).parent / "core" / "bin").glob("*/*SMILEapi.*")):
         try:
             ctypes.CDLL(str(library))
         except OSError:  # another platform's build: the package reports it when used
