@@ -23,6 +23,7 @@ from .models import (
     build_statistics_head,
     forget_training_state,
     fuse,
+    relative_extremes_basis,
     statistics_extractor,
     statistics_model,
 )
@@ -270,6 +271,13 @@ def _train_statistics_heads(
                 train_statistics=statistics,
                 learning_rate=recipe.learning_rate,
                 name=head_name,
+                basis=relative_extremes_basis(
+                    features[0].shape[-1] + recipe.head_cepstra,
+                    smoothing_frames=recipe.head_smoothing_frames,
+                    shape_moments=recipe.head_shape_moments,
+                )
+                if recipe.linear_relative_extremes
+                else None,
             )
             if recipe.head_linear
             else build_statistics_head(

@@ -123,6 +123,9 @@ class Recipe:
         False  # the heads are one softmax layer (an L2-penalised logistic regression)
     )
     linear_weight: float = 0.0  # MLP heads and also a linear one, whose probabilities weigh this
+    # The linear head reads each column's extremes as distances from the column's clip mean:
+    # measured in both protocols and not kept by the shipped recipes (docs/experiments.md).
+    linear_relative_extremes: bool = False
 
     def training_settings(self) -> dict[str, Any]:
         """The settings beyond features, epochs and batch size, which are saved on their own."""
@@ -402,6 +405,27 @@ def band_statistics(
     return layers.Concatenate()(figures)
 
 
+def relative_extremes_basis(
+    n_columns: int, *, smoothing_frames: int = 0, shape_moments: bool = False
+) -> np.ndarray:
+    """(n, n) for ``band_statistics``' n figures: ``statistics @ basis`` holds each column's
+    minimum and maximum (and smoothed ones) less its mean, every other figure as it was.
+
+    Linear, so it changes nothing a model could learn; it changes what standardisation and an
+    L2 penalty favour: a constant offset of a column (a microphone's gain or tilt) then moves
+    only its mean.
+    """
+    names = ["mean", "variance", "minimum", "maximum", "change"]
+    names += ["smooth minimum", "smooth maximum"] if smoothing_frames else []
+    names += ["skewness", "kurtosis"] if shape_moments else []
+    basis = np.eye(len(names) * n_columns, dtype=np.float32)
+    columns = np.arange(n_columns)
+    for k, name in enumerate(names):
+        if name.endswith(("minimum", "maximum")):
+            basis[columns, k * n_columns + columns] = -1.0  # less the mean (figure 0)
+    return basis
+
+
 def _maximum(frames: keras.KerasTensor) -> keras.KerasTensor:
     from keras import layers
 
@@ -487,13 +511,24 @@ def build_linear_head(
     train_statistics: np.ndarray,
     learning_rate: float,
     name: str = "statistics_head",
+    basis: np.ndarray | None = None,
 ) -> keras.Model:
-    """A compiled softmax layer on standardised statistics: an L2-penalised logistic regression."""
+    """A compiled softmax layer on standardised statistics: an L2-penalised logistic regression.
+
+    With ``basis``, the statistics are first mapped by it (a fixed layer; see
+    ``relative_extremes_basis``).
+    """
     import keras
     from keras import layers
 
     inputs = keras.Input(shape=(train_statistics.shape[-1],), name="statistics")
-    x = _scaler(train_statistics)(inputs)
+    x = inputs
+    if basis is not None:
+        mapped = layers.Dense(basis.shape[1], use_bias=False, trainable=False, name="relative")
+        x = mapped(x)
+        mapped.set_weights([basis])
+        train_statistics = train_statistics @ basis
+    x = _scaler(train_statistics)(x)
     outputs = layers.Dense(
         n_labels, activation="softmax", kernel_regularizer=keras.regularizers.L2(LINEAR_HEAD_L2)
     )(x)

@@ -17,7 +17,7 @@ from ser import train
 from ser.datasets import Corpus, LabelledClip
 from ser.errors import TrainingError, TrainingStopped
 from ser.features import VOICE_TRACKS
-from ser.models import ModelType, statistics_extractor
+from ser.models import ModelType, relative_extremes_basis, statistics_extractor
 from ser.train import Scores, TrainOptions, Validation
 
 
@@ -250,6 +250,24 @@ def test_smoothed_extremes_and_shape_moments_join_the_band_statistics() -> None:
     assert np.isfinite(one_frame).all()
 
 
+def test_the_relative_basis_measures_each_columns_extremes_from_its_mean() -> None:
+    frames = np.random.default_rng(6).normal(-40.0, 10.0, size=(2, 12, 3)).astype(np.float32)
+    extractor = statistics_extractor(3, smoothing_frames=5, shape_moments=True)
+    statistics = extractor.predict_on_batch(frames)
+    basis = relative_extremes_basis(3, smoothing_frames=5, shape_moments=True)
+    figures = statistics.reshape(
+        2, 9, 3
+    )  # mean, variance, min, max, change, smooth min/max, moments
+    want = figures.copy()
+    want[:, [2, 3, 5, 6]] -= figures[:, :1]
+    np.testing.assert_allclose(statistics @ basis, want.reshape(2, -1), rtol=1e-5, atol=1e-4)
+    # A constant offset of a column (a microphone's gain) now moves its mean alone.
+    offset = extractor.predict_on_batch(frames + np.array([6.0, 0.0, 0.0], np.float32)) @ basis
+    moved = np.abs(offset - statistics @ basis).reshape(2, 9, 3).max(axis=0) > 1e-2
+    assert moved[:, 0].tolist() == [True] + [False] * 8
+    assert not moved[:, 1:].any()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model_type", [ModelType.LOGMEL_FUSION, ModelType.LOGMEL_VOICE])
 def test_the_fused_model_averages_its_cnn_and_its_statistics_heads(
@@ -458,3 +476,32 @@ def test_the_statistics_blend_weighs_its_mlps_and_its_linear_head(
 
     loaded = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_allclose(loaded.predict_on_batch(clip), expected, atol=1e-6)
+
+
+def test_a_linear_head_with_relative_extremes_reads_the_statistics_through_the_fixed_basis(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from ser import models
+
+    recipe = replace(models.RECIPES[ModelType.STATISTICS_LINEAR], linear_relative_extremes=True)
+    monkeypatch.setitem(models.RECIPES, ModelType.STATISTICS_LINEAR, recipe)
+    options = TrainOptions(model_type=ModelType.STATISTICS_LINEAR, epochs=2)
+    data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
+    model, _ = train.fit(data, np.arange(len(data.clips)), options)
+    basis = relative_extremes_basis(
+        data.features[0].shape[-1] + recipe.head_cepstra,
+        smoothing_frames=recipe.head_smoothing_frames,
+        shape_moments=recipe.head_shape_moments,
+    )
+    [head] = [layer for layer in model.layers if layer.name == "statistics_head"]
+    np.testing.assert_array_equal(head.get_layer("relative").get_weights()[0], basis)
+    clip = data.features[0][np.newaxis]
+    statistics = model.get_layer("band_statistics").predict_on_batch(clip)
+    probabilities = head.predict_on_batch(statistics)
+    np.testing.assert_allclose(model.predict_on_batch(clip), probabilities, atol=1e-6)
+    path = tmp_path / "relative.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(loaded.predict_on_batch(clip), probabilities, atol=1e-6)

@@ -225,6 +225,7 @@ def test_scan_train_save_and_pick_on_recognise_page(tiny_corpus: Path, models_di
         "network": True,
         "head_linear": False,
         "linear_weight": 0.0,
+        "linear_relative_extremes": False,
     }
 
     at.switch_page("pages/recognise.py").run()
