@@ -255,9 +255,8 @@ def test_the_relative_basis_measures_each_columns_extremes_from_its_mean() -> No
     extractor = statistics_extractor(3, smoothing_frames=5, shape_moments=True)
     statistics = extractor.predict_on_batch(frames)
     basis = relative_extremes_basis(3, smoothing_frames=5, shape_moments=True)
-    figures = statistics.reshape(
-        2, 9, 3
-    )  # mean, variance, min, max, change, smooth min/max, moments
+    # Figures: mean, variance, min, max, change, smoothed min and max, skewness, kurtosis.
+    figures = statistics.reshape(2, 9, 3)
     want = figures.copy()
     want[:, [2, 3, 5, 6]] -= figures[:, :1]
     np.testing.assert_allclose(statistics @ basis, want.reshape(2, -1), rtol=1e-5, atol=1e-4)
@@ -478,6 +477,7 @@ def test_the_statistics_blend_weighs_its_mlps_and_its_linear_head(
     np.testing.assert_allclose(loaded.predict_on_batch(clip), expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_linear_head_with_relative_extremes_reads_the_statistics_through_the_fixed_basis(
     tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -152,13 +152,15 @@ def logistic(
 
 
 def relative_extremes(X: np.ndarray) -> np.ndarray:
-    """Each column's extremes as distances from its clip mean: a constant offset (a microphone's
-    gain or tilt) then moves only the means."""
-    f = X.reshape(len(X), 9, COLUMNS)  # mean, variance, min, max, change, smoothed min/max, moments
-    mean = f[:, :1]
-    return np.concatenate(
-        [f[:, :2], f[:, 2:4] - mean, f[:, 4:5], f[:, 5:7] - mean, f[:, 7:]], axis=1
-    ).reshape(len(X), -1)
+    """The statistics as the recipe setting ``linear_relative_extremes`` gives them to the layer."""
+    from ser.models import RECIPES, ModelType, relative_extremes_basis
+
+    recipe = RECIPES[ModelType.STATISTICS_BLEND]
+    return X @ relative_extremes_basis(
+        COLUMNS,
+        smoothing_frames=recipe.head_smoothing_frames,
+        shape_moments=recipe.head_shape_moments,
+    )
 
 
 def main() -> None:
