@@ -18,6 +18,7 @@ from .models import (
     STATISTICS_HEAD_BATCH,
     STATISTICS_HEAD_EPOCHS,
     Recipe,
+    build_adversarial_statistics_head,
     build_linear_head,
     build_model,
     build_statistics_head,
@@ -86,14 +87,19 @@ def _sample_weights(
     """
     weights = np.ones(len(targets))
     if recipe.balance_corpora:
-        corpus = np.array([data.clips[i].corpus.value for i in train_index])
-        corpus = np.tile(corpus, len(targets) // max(1, len(train_index)))
+        corpus = _training_corpora(data, train_index, len(targets))
         names, inverse, counts = np.unique(corpus, return_inverse=True, return_counts=True)
         weights = len(corpus) / (len(names) * counts[inverse])
     if recipe.class_weights:
         per_class = np.bincount(targets, weights=weights, minlength=n_labels)
         weights = weights * (weights.sum() / (n_labels * np.maximum(per_class, 1e-9)))[targets]
     return weights.astype(np.float32)
+
+
+def _training_corpora(data: Prepared, train_index: np.ndarray, n_rows: int) -> np.ndarray:
+    """Each training row's corpus (augmented copies after the originals, as ``_training_set``)."""
+    corpus = np.array([data.clips[i].corpus.value for i in train_index])
+    return np.tile(corpus, n_rows // max(1, len(train_index)))
 
 
 def _batches(
@@ -167,6 +173,7 @@ def fit(
             progress=progress,
             stop=stop,
             stage=stage,
+            corpora=_training_corpora(data, train_index, len(targets)),
         )
         linear = None
         if recipe.linear_weight:
@@ -246,11 +253,14 @@ def _train_statistics_heads(
     stop: threading.Event | None,
     stage: str,
     name: str = "statistics_head",
+    corpora: np.ndarray | None = None,
 ) -> tuple[keras.Model, list[keras.Model], dict[str, list[float]]]:
     """The statistics extractor, and heads trained on each whole clip's statistics (with the
     last head's history).
 
     Averaging MLP heads that differ only in their random start steadies the small, noisy head.
+    ``corpora`` (each row's corpus, as integers) is what the recipe's corpus adversary learns
+    to tell apart; with fewer than two corpora there is nothing to hide and no adversary.
     """
     extractor = statistics_extractor(
         features[0].shape[-1],
@@ -262,44 +272,138 @@ def _train_statistics_heads(
     statistics = _outputs_whole(extractor, features)
     epochs = recipe.epochs if recipe.head_linear else STATISTICS_HEAD_EPOCHS
     batch = recipe.batch_size if recipe.head_linear else STATISTICS_HEAD_BATCH
-    heads, n_heads, history = [], recipe.statistics_heads, None
+    adversary = (
+        not recipe.head_linear
+        and recipe.head_corpus_adversary > 0
+        and corpora is not None
+        and len(np.unique(corpora)) > 1
+    )
+    heads, n_heads, figures = [], recipe.statistics_heads, {}
     for i in range(n_heads):
         head_name = name if i == 0 else f"{name}_{i + 1}"
-        head = (
-            build_linear_head(
-                n_labels=y.shape[1],
-                train_statistics=statistics,
-                learning_rate=recipe.learning_rate,
-                name=head_name,
-                basis=relative_extremes_basis(
-                    features[0].shape[-1] + recipe.head_cepstra,
-                    smoothing_frames=recipe.head_smoothing_frames,
-                    shape_moments=recipe.head_shape_moments,
-                )
-                if recipe.linear_relative_extremes
-                else None,
-            )
-            if recipe.head_linear
-            else build_statistics_head(
-                n_labels=y.shape[1], train_statistics=statistics, name=head_name
-            )
-        )
         which = f" {i + 1}/{n_heads}" if n_heads > 1 else ""
         which += " (linear)" if recipe.head_linear else ""
-        history = head.fit(
-            statistics,
-            y,
-            sample_weight=weights,
-            epochs=epochs,
-            batch_size=batch,
-            shuffle=True,
-            callbacks=[_reporter(f"{stage} · {HEAD_STAGE}{which}", epochs, progress, stop)],
-            verbose=0,
-        )
-        _raise_if_stopped(stop, len(history.epoch))
+        reporter = _reporter(f"{stage} · {HEAD_STAGE}{which}", epochs, progress, stop)
+        fit_settings = {
+            "sample_weight": weights,
+            "epochs": epochs,
+            "batch_size": batch,
+            "shuffle": True,
+            "verbose": 0,
+        }
+        if adversary:
+            head, history = _fit_against_corpora(
+                statistics,
+                y,
+                corpora,
+                recipe=recipe,
+                name=head_name,
+                reporter=reporter,
+                **fit_settings,
+            )
+        else:
+            n_columns = features[0].shape[-1] + recipe.head_cepstra
+            head = _statistics_head(
+                statistics, y.shape[1], n_columns, recipe=recipe, name=head_name
+            )
+            history = head.fit(statistics, y, callbacks=[reporter], **fit_settings).history
+        _raise_if_stopped(stop, len(history.get("loss", [])))
         heads.append(head)
-    figures = {k: [float(v) for v in vs] for k, vs in history.history.items()} if history else {}
+        figures = {k: [float(v) for v in vs] for k, vs in history.items()}
     return extractor, heads, figures
+
+
+def _statistics_head(
+    statistics: np.ndarray, n_labels: int, n_columns: int, *, recipe: Recipe, name: str
+) -> keras.Model:
+    """A compiled head of the recipe's kind: a linear layer or an MLP."""
+    if not recipe.head_linear:
+        return build_statistics_head(n_labels=n_labels, train_statistics=statistics, name=name)
+    basis = None
+    if recipe.linear_relative_extremes:
+        basis = relative_extremes_basis(
+            n_columns,
+            smoothing_frames=recipe.head_smoothing_frames,
+            shape_moments=recipe.head_shape_moments,
+        )
+    return build_linear_head(
+        n_labels=n_labels,
+        train_statistics=statistics,
+        learning_rate=recipe.learning_rate,
+        name=name,
+        basis=basis,
+    )
+
+
+def _fit_against_corpora(
+    statistics: np.ndarray,
+    y: np.ndarray,
+    corpora: np.ndarray,
+    *,
+    recipe: Recipe,
+    name: str,
+    reporter: keras.callbacks.Callback,
+    **fit_settings: object,
+) -> tuple[keras.Model, dict[str, list[float]]]:
+    """An MLP head trained beside a gradient-reversed corpus classifier, and its history under
+    the plain head's names (the emotion's loss and accuracy)."""
+    import keras
+
+    codes = np.unique(corpora, return_inverse=True)[1]
+    trainer, head, strength = build_adversarial_statistics_head(
+        n_labels=y.shape[1], n_corpora=int(codes.max()) + 1, train_statistics=statistics, name=name
+    )
+    ramp = _reversal_ramp(strength, recipe.head_corpus_adversary, fit_settings, len(statistics))
+    history = trainer.fit(
+        statistics,
+        [y, keras.utils.to_categorical(codes)],
+        callbacks=[ramp, _renamed_logs(reporter)],
+        **fit_settings,
+    ).history
+    return head, {"loss": history["emotion_loss"], "accuracy": history["emotion_accuracy"]}
+
+
+def _reversal_ramp(
+    strength: keras.Variable, peak: float, fit_settings: dict, n_rows: int
+) -> keras.callbacks.Callback:
+    """Raises the reversal from 0 towards ``peak`` over training, as Ganin et al. (2016) do:
+    the corpus classifier is still guessing early on, and its gradient then is noise."""
+    import keras
+
+    batches = -(-n_rows // int(fit_settings["batch_size"])) * int(fit_settings["epochs"])
+
+    class Ramp(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+            done = min(1.0, self.seen / batches)
+            strength.assign(peak * (2.0 / (1.0 + np.exp(-10.0 * done)) - 1.0))
+            self.seen += 1
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            self.seen = 0
+
+    return Ramp()
+
+
+def _renamed_logs(reporter: keras.callbacks.Callback) -> keras.callbacks.Callback:
+    """``reporter``, shown the emotion's loss and accuracy under the plain head's names."""
+    import keras
+
+    class Renamed(keras.callbacks.Callback):
+        def set_model(self, model: keras.Model) -> None:
+            reporter.set_model(model)
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            reporter.on_train_begin(logs)
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            reporter.on_train_batch_end(batch, logs)
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = logs or {}
+            plain = {"loss": logs.get("emotion_loss"), "accuracy": logs.get("emotion_accuracy")}
+            reporter.on_epoch_end(epoch, {k: v for k, v in plain.items() if v is not None})
+
+    return Renamed()
 
 
 def _reporter(

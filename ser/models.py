@@ -126,6 +126,10 @@ class Recipe:
     # The linear head reads each column's extremes as distances from the column's clip mean:
     # measured in both protocols and not kept by the shipped recipes (docs/experiments.md).
     linear_relative_extremes: bool = False
+    # The MLP heads learn against a corpus classifier on their last hidden layer, through a
+    # gradient reversal of up to this strength (domain-adversarial training): they are pushed
+    # towards what does not tell the training corpora apart. 0: off.
+    head_corpus_adversary: float = 0.0
 
     def training_settings(self) -> dict[str, Any]:
         """The settings beyond features, epochs and batch size, which are saved on their own."""
@@ -230,7 +234,10 @@ RECIPES[ModelType.STATISTICS_LINEAR] = replace(
 
 # The same statistics read by the 16 kHz model's three MLP heads, its CNN left out.
 RECIPES[ModelType.STATISTICS_MLP] = replace(
-    RECIPES[ModelType.STATISTICS_LINEAR], statistics_heads=3, head_linear=False
+    RECIPES[ModelType.STATISTICS_LINEAR],
+    statistics_heads=3,
+    head_linear=False,
+    head_corpus_adversary=0.3,
 )
 
 # Both, blended 0.6 / 0.4: screened with tools/screen_blend.py at weights 0-1 of the linear
@@ -490,6 +497,18 @@ def build_statistics_head(
     import keras
     from keras import layers
 
+    inputs, hidden = _statistics_hidden(train_statistics)
+    outputs = layers.Dense(n_labels, activation="softmax")(hidden)
+    return _compile(keras.Model(inputs, outputs, name=name), learning_rate=1e-3)
+
+
+def _statistics_hidden(
+    train_statistics: np.ndarray,
+) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """The MLP heads' input and last hidden layer."""
+    import keras
+    from keras import layers
+
     l2 = keras.regularizers.L2(1e-4)
     inputs = keras.Input(shape=(train_statistics.shape[-1],), name="statistics")
     x = _scaler(train_statistics)(inputs)
@@ -498,8 +517,65 @@ def build_statistics_head(
     for width in (256, 128):
         x = layers.Dense(width, activation="relu", kernel_regularizer=l2)(x)
         x = layers.Dropout(0.4)(x)
-    outputs = layers.Dense(n_labels, activation="softmax")(x)
-    return _compile(keras.Model(inputs, outputs, name=name), learning_rate=1e-3)
+    return inputs, x
+
+
+def build_adversarial_statistics_head(
+    *, n_labels: int, n_corpora: int, train_statistics: np.ndarray, name: str = "statistics_head"
+) -> tuple[keras.Model, keras.Model, keras.Variable]:
+    """An MLP head as ``build_statistics_head``'s, and the compiled two-output model that trains
+    it against a corpus classifier (domain-adversarial training, Ganin et al. 2016).
+
+    The corpus classifier learns to tell the training corpora apart from the head's last hidden
+    layer; the gradient it sends back is reversed and scaled by the returned variable, so the
+    head's layers learn to hide the corpus. Fit the two-output model with targets
+    ``[emotions, corpora]``; keep the head (stock layers only), which shares its weights.
+    """
+    import keras
+    from keras import layers
+
+    inputs, hidden = _statistics_hidden(train_statistics)
+    emotion = layers.Dense(n_labels, activation="softmax", name="emotion")(hidden)
+    head = keras.Model(inputs, emotion, name=name)
+    reversal = _gradient_reversal(name="reversal")
+    corpus = layers.Dense(64, activation="relu")(reversal(hidden))
+    corpus = layers.Dense(n_corpora, activation="softmax", name="corpus")(corpus)
+    trainer = keras.Model(inputs, [emotion, corpus], name=f"{name}_adversarial")
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=1e-3),
+        loss=["categorical_crossentropy", "categorical_crossentropy"],
+        metrics=[["accuracy"], []],
+    )
+    return trainer, head, reversal.strength
+
+
+def _gradient_reversal(*, name: str) -> keras.layers.Layer:
+    """Identity forwards; backwards, the gradient times ``-layer.strength``. In training graphs
+    only: never part of a saved model, so ``safe_mode`` loading needs no registration for it."""
+    import keras
+
+    class GradientReversal(keras.layers.Layer):
+        def __init__(self) -> None:
+            super().__init__(name=name)
+            self.strength = keras.Variable(0.0, trainable=False, name="strength")
+
+        def call(self, x: keras.KerasTensor) -> keras.KerasTensor:
+            strength = self.strength
+
+            @keras.ops.custom_gradient
+            def reverse(x: keras.KerasTensor):  # noqa: ANN202
+                def gradient(*args: keras.KerasTensor, upstream=None):  # noqa: ANN001, ANN202
+                    upstream = args[0] if upstream is None else upstream
+                    return -keras.ops.convert_to_tensor(strength) * upstream
+
+                return keras.ops.multiply(x, 1.0), gradient
+
+            return reverse(x)
+
+        def compute_output_shape(self, input_shape: tuple) -> tuple:
+            return input_shape
+
+    return GradientReversal()
 
 
 LINEAR_HEAD_L2 = 3e-2  # about a logistic regression's C = 0.003 on a few thousand clips

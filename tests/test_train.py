@@ -505,3 +505,73 @@ def test_a_linear_head_with_relative_extremes_reads_the_statistics_through_the_f
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_allclose(loaded.predict_on_batch(clip), probabilities, atol=1e-6)
+
+
+def test_the_gradient_reversal_sends_the_corpus_classifiers_gradient_back_reversed() -> None:
+    """Forwards both models agree; backwards the head's layers get ``-strength`` times the
+    corpus classifier's plain gradient (a strength of -1 is the plain gradient)."""
+    import tensorflow as tf
+
+    from ser.models import build_adversarial_statistics_head
+
+    statistics = np.random.default_rng(0).normal(size=(64, 10)).astype(np.float32)
+    trainer, head, strength = build_adversarial_statistics_head(
+        n_labels=3, n_corpora=2, train_statistics=statistics
+    )
+    [first] = [layer for layer in head.layers if isinstance(layer, keras.layers.Dense)][:1]
+
+    def corpus_gradient(at: float) -> np.ndarray:
+        strength.assign(at)
+        with tf.GradientTape() as tape:
+            _, corpus = trainer(statistics[:8], training=False)
+            first_corpus = tf.reduce_sum(corpus[:, 0])
+        return tape.gradient(first_corpus, first.kernel).numpy()
+
+    plain, reversed_ = corpus_gradient(-1.0), corpus_gradient(0.3)
+    assert np.abs(plain).sum() > 0
+    np.testing.assert_allclose(reversed_, -0.3 * plain, rtol=1e-4, atol=1e-7)
+    emotion, _ = trainer(statistics[:8], training=False)
+    np.testing.assert_allclose(head(statistics[:8], training=False), emotion, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_mlp_heads_learn_against_the_corpora_and_ship_only_stock_layers(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from ser import fit, models
+
+    options = TrainOptions(model_type=ModelType.STATISTICS_MLP, epochs=2)
+    assert options.recipe.head_corpus_adversary > 0
+    data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
+    # One generated corpus: call actors 5-8 another, so that there is a corpus to hide.
+    other = tuple(
+        replace(c, corpus=Corpus.TESS) if int(c.speaker.split(":")[1]) > 4 else c
+        for c in data.clips
+    )
+    data = replace(data, clips=other)
+    built = []
+
+    def spy(**kwargs: object) -> tuple:
+        built.append(kwargs["n_corpora"])
+        trainer, head, strength = models.build_adversarial_statistics_head(**kwargs)
+        strengths.append(strength)
+        return trainer, head, strength
+
+    strengths: list = []
+    monkeypatch.setattr(fit, "build_adversarial_statistics_head", spy)
+    reports = []
+    model, figures = train.fit(data, np.arange(len(data.clips)), options, progress=reports.append)
+    assert built == [2, 2, 2]  # each of the three heads, against both corpora
+    assert all(float(s.numpy()) == pytest.approx(0.3, abs=0.01) for s in strengths)  # ramped up
+    assert set(figures) == {"loss", "accuracy"} and len(figures["loss"]) == 80
+    assert {"loss", "accuracy"} <= set(reports[-1].metrics)
+    assert not [layer for layer in model._flatten_layers() if "reversal" in layer.name]
+    clip = data.features[0][np.newaxis]
+    path = tmp_path / "adversarial.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(
+        loaded.predict_on_batch(clip), model.predict_on_batch(clip), atol=1e-6
+    )
