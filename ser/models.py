@@ -89,7 +89,8 @@ _DESCRIPTIONS = {
     ModelType.STATISTICS_MLP: (
         "MLPs on band, cepstral and voice statistics, 0-8 kHz",
         "Fast. Three small networks, averaged, on the statistics the linear classifier reads: "
-        "the default's statistics heads without its CNN, every corpus weighted alike.",
+        "the default's statistics heads without its CNN, every corpus weighted alike, each "
+        "trained to hide which corpus a clip came from.",
     ),
     ModelType.STATISTICS_BLEND: (
         "MLPs blended with a linear classifier on band, cepstral and voice statistics, 0-8 kHz",
@@ -232,7 +233,8 @@ RECIPES[ModelType.STATISTICS_LINEAR] = replace(
     head_linear=True,
 )
 
-# The same statistics read by the 16 kHz model's three MLP heads, its CNN left out.
+# The same statistics read by the 16 kHz model's three MLP heads, its CNN left out, each
+# trained against a corpus classifier (screened and measured in docs/experiments.md).
 RECIPES[ModelType.STATISTICS_MLP] = replace(
     RECIPES[ModelType.STATISTICS_LINEAR],
     statistics_heads=3,

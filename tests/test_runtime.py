@@ -93,7 +93,10 @@ def test_shipped_models_give_the_probabilities_keras_gives(info: store.ModelInfo
     for x in inputs:
         batch = x[np.newaxis] if info.features.is_sequence else x
         expected = np.asarray(keras_model(batch, training=False))
-        np.testing.assert_allclose(network(batch), expected, atol=1e-4)
+        # Both sum in float32, in different orders (oneDNN's, numpy's), and a band's variance
+        # (the mean square less the squared mean) magnifies that: up to 1.2e-4 measured on a
+        # shipped model. A layer read wrongly moves probabilities by far more.
+        np.testing.assert_allclose(network(batch), expected, atol=3e-4)
 
 
 @pytest.mark.slow
