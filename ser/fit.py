@@ -259,7 +259,7 @@ def _train_statistics_heads(
     last head's history).
 
     Averaging MLP heads that differ only in their random start steadies the small, noisy head.
-    ``corpora`` (each row's corpus, as integers) is what the recipe's corpus adversary learns
+    ``corpora`` (each row's corpus name) is what the recipe's corpus adversary learns
     to tell apart; with fewer than two corpora there is nothing to hide and no adversary.
     """
     extractor = statistics_extractor(
