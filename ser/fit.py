@@ -283,7 +283,13 @@ def _train_statistics_heads(
         head_name = name if i == 0 else f"{name}_{i + 1}"
         which = f" {i + 1}/{n_heads}" if n_heads > 1 else ""
         which += " (linear)" if recipe.head_linear else ""
-        reporter = _reporter(f"{stage} · {HEAD_STAGE}{which}", epochs, progress, stop)
+        reporter = _reporter(
+            f"{stage} · {HEAD_STAGE}{which}",
+            epochs,
+            progress,
+            stop,
+            shown_as=_EMOTION_LOGS if adversary else None,
+        )
         fit_settings = {
             "sample_weight": weights,
             "epochs": epochs,
@@ -335,6 +341,10 @@ def _statistics_head(
     )
 
 
+# The two-output model's logs of the emotion, under the names a plain head's have.
+_EMOTION_LOGS = {"emotion_loss": "loss", "emotion_accuracy": "accuracy"}
+
+
 def _fit_against_corpora(
     statistics: np.ndarray,
     y: np.ndarray,
@@ -353,63 +363,44 @@ def _fit_against_corpora(
     trainer, head, strength = build_adversarial_statistics_head(
         n_labels=y.shape[1], n_corpora=int(codes.max()) + 1, train_statistics=statistics, name=name
     )
-    ramp = _reversal_ramp(strength, recipe.head_corpus_adversary, fit_settings, len(statistics))
+    batches = -(-len(statistics) // int(fit_settings["batch_size"])) * int(fit_settings["epochs"])
     history = trainer.fit(
         statistics,
         [y, keras.utils.to_categorical(codes)],
-        callbacks=[ramp, _renamed_logs(reporter)],
+        callbacks=[_reversal_ramp(strength, recipe.head_corpus_adversary, batches), reporter],
         **fit_settings,
     ).history
-    return head, {"loss": history["emotion_loss"], "accuracy": history["emotion_accuracy"]}
+    return head, {new: history[old] for old, new in _EMOTION_LOGS.items()}
 
 
-def _reversal_ramp(
-    strength: keras.Variable, peak: float, fit_settings: dict, n_rows: int
-) -> keras.callbacks.Callback:
-    """Raises the reversal from 0 towards ``peak`` over training, as Ganin et al. (2016) do:
+def _reversal_ramp(strength: keras.Variable, peak: float, batches: int) -> keras.callbacks.Callback:
+    """Raises the reversal from 0 towards ``peak`` over ``batches``, as Ganin et al. (2016) do:
     the corpus classifier is still guessing early on, and its gradient then is noise."""
     import keras
 
-    batches = -(-n_rows // int(fit_settings["batch_size"])) * int(fit_settings["epochs"])
-
     class Ramp(keras.callbacks.Callback):
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            self.seen = 0
+
         def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
             done = min(1.0, self.seen / batches)
             strength.assign(peak * (2.0 / (1.0 + np.exp(-10.0 * done)) - 1.0))
             self.seen += 1
 
-        def on_train_begin(self, logs: dict | None = None) -> None:
-            self.seen = 0
-
     return Ramp()
 
 
-def _renamed_logs(reporter: keras.callbacks.Callback) -> keras.callbacks.Callback:
-    """``reporter``, shown the emotion's loss and accuracy under the plain head's names."""
-    import keras
-
-    class Renamed(keras.callbacks.Callback):
-        def set_model(self, model: keras.Model) -> None:
-            reporter.set_model(model)
-
-        def on_train_begin(self, logs: dict | None = None) -> None:
-            reporter.on_train_begin(logs)
-
-        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            reporter.on_train_batch_end(batch, logs)
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            logs = logs or {}
-            plain = {"loss": logs.get("emotion_loss"), "accuracy": logs.get("emotion_accuracy")}
-            reporter.on_epoch_end(epoch, {k: v for k, v in plain.items() if v is not None})
-
-    return Renamed()
-
-
 def _reporter(
-    stage: str, epochs: int, progress: ProgressFn | None, stop: threading.Event | None
+    stage: str,
+    epochs: int,
+    progress: ProgressFn | None,
+    stop: threading.Event | None,
+    *,
+    shown_as: dict[str, str] | None = None,
 ) -> keras.callbacks.Callback:
-    """A Keras callback that reports each epoch and honours the stop event between batches."""
+    """A Keras callback that reports each epoch and honours the stop event between batches.
+
+    With ``shown_as``, only those logs are reported, under its names."""
     import keras
 
     class Reporter(keras.callbacks.Callback):
@@ -423,6 +414,8 @@ def _reporter(
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             if progress is not None:
                 metrics = {k: float(v) for k, v in (logs or {}).items()}
+                if shown_as is not None:
+                    metrics = {new: metrics[old] for old, new in shown_as.items() if old in metrics}
                 elapsed = time.monotonic() - self.started
                 progress(Progress(stage, epoch + 1, epochs, elapsed, metrics))
 

@@ -551,7 +551,7 @@ def test_mlp_heads_learn_against_the_corpora_and_ship_only_stock_layers(
         for c in data.clips
     )
     data = replace(data, clips=other)
-    built = []
+    built, strengths = [], []
 
     def spy(**kwargs: object) -> tuple:
         built.append(kwargs["n_corpora"])
@@ -559,7 +559,6 @@ def test_mlp_heads_learn_against_the_corpora_and_ship_only_stock_layers(
         strengths.append(strength)
         return trainer, head, strength
 
-    strengths: list = []
     monkeypatch.setattr(fit, "build_adversarial_statistics_head", spy)
     reports = []
     model, figures = train.fit(data, np.arange(len(data.clips)), options, progress=reports.append)
