@@ -268,6 +268,7 @@ def _train_statistics_heads(
         n_cepstra=recipe.head_cepstra,
         smoothing_frames=recipe.head_smoothing_frames,
         shape_moments=recipe.head_shape_moments,
+        smooth_change=recipe.head_smooth_change,
     )
     statistics = _outputs_whole(extractor, features)
     epochs = recipe.epochs if recipe.head_linear else STATISTICS_HEAD_EPOCHS
@@ -331,6 +332,7 @@ def _statistics_head(
             n_columns,
             smoothing_frames=recipe.head_smoothing_frames,
             shape_moments=recipe.head_shape_moments,
+            smooth_change=recipe.head_smooth_change,
         )
     return build_linear_head(
         n_labels=n_labels,

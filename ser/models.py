@@ -118,6 +118,9 @@ class Recipe:
         0  # ... and extremes of the columns' moving average over this many frames
     )
     head_shape_moments: bool = False  # ... and the columns' skewness and kurtosis
+    # ... and the mean squared change of the columns' moving average: how fast a stretch of
+    # speech moves, not one frame (needs head_smoothing_frames; docs/experiments.md)
+    head_smooth_change: bool = False
     balance_corpora: bool = False  # weight clips so that every corpus counts alike in training
     network: bool = True  # False: no network on the frames, the statistics heads alone
     head_linear: bool = (
@@ -378,14 +381,19 @@ def _build_logmel_cnn(*, n_labels: int, train_features: np.ndarray, n_mels: int)
 
 
 def band_statistics(
-    frames: keras.KerasTensor, *, smoothing_frames: int = 0, shape_moments: bool = False
+    frames: keras.KerasTensor,
+    *,
+    smoothing_frames: int = 0,
+    shape_moments: bool = False,
+    smooth_change: bool = False,
 ) -> keras.KerasTensor:
     """Per band over the clip: mean, variance, minimum, maximum and mean squared change.
 
     With ``smoothing_frames``, also the minimum and maximum of the bands' moving average over
     that many frames: extremes of a stretch of speech rather than of one frame. With
-    ``shape_moments``, also each band's skewness and kurtosis. Built from stock layers so the
-    fused model stays loadable with ``safe_mode=True``.
+    ``shape_moments``, also each band's skewness and kurtosis; with ``smooth_change`` (and
+    ``smoothing_frames``), last, the mean squared change of the moving average. Built from
+    stock layers so the fused model stays loadable with ``safe_mode=True``.
     """
     from keras import layers
 
@@ -394,14 +402,8 @@ def band_statistics(
     variance = layers.Subtract()(
         [average()(layers.Multiply()([frames, frames])), layers.Multiply()([mean, mean])]
     )
-    # Each frame twice, so even a one-frame clip has a frame-to-frame change (zero, not NaN);
-    # this halves the figure for every clip alike, which the head's scaling absorbs.
-    doubled = layers.UpSampling1D(2)(frames)
-    change = layers.Subtract()(
-        [layers.Cropping1D((1, 0))(doubled), layers.Cropping1D((0, 1))(doubled)]
-    )
-    change_power = average()(layers.Multiply()([change, change]))
-    figures = [mean, variance, _minimum(frames), _maximum(frames), change_power]
+    figures = [mean, variance, _minimum(frames), _maximum(frames), _change_power(frames)]
+    smooth = None
     if smoothing_frames:
         smooth = layers.AveragePooling1D(smoothing_frames, strides=1, padding="same")(frames)
         figures += [_minimum(smooth), _maximum(smooth)]
@@ -411,11 +413,30 @@ def band_statistics(
         skewness = average()(layers.Multiply()([z_squared, z]))
         kurtosis = average()(layers.Multiply()([z_squared, z_squared]))
         figures += [skewness, kurtosis]
+    if smooth_change and smooth is not None:
+        figures.append(_change_power(smooth))
     return layers.Concatenate()(figures)
 
 
+def _change_power(frames: keras.KerasTensor) -> keras.KerasTensor:
+    """Each column's mean squared frame-to-frame change."""
+    from keras import layers
+
+    # Each frame twice, so even a one-frame clip has a frame-to-frame change (zero, not NaN);
+    # this halves the figure for every clip alike, which the head's scaling absorbs.
+    doubled = layers.UpSampling1D(2)(frames)
+    change = layers.Subtract()(
+        [layers.Cropping1D((1, 0))(doubled), layers.Cropping1D((0, 1))(doubled)]
+    )
+    return layers.GlobalAveragePooling1D()(layers.Multiply()([change, change]))
+
+
 def relative_extremes_basis(
-    n_columns: int, *, smoothing_frames: int = 0, shape_moments: bool = False
+    n_columns: int,
+    *,
+    smoothing_frames: int = 0,
+    shape_moments: bool = False,
+    smooth_change: bool = False,
 ) -> np.ndarray:
     """(n, n) for ``band_statistics``' n figures: ``statistics @ basis`` holds each column's
     minimum and maximum (and smoothed ones) less its mean, every other figure as it was.
@@ -427,6 +448,7 @@ def relative_extremes_basis(
     names = ["mean", "variance", "minimum", "maximum", "change"]
     names += ["smooth minimum", "smooth maximum"] if smoothing_frames else []
     names += ["skewness", "kurtosis"] if shape_moments else []
+    names += ["smooth change"] if smooth_change and smoothing_frames else []
     basis = np.eye(len(names) * n_columns, dtype=np.float32)
     columns = np.arange(n_columns)
     for k, name in enumerate(names):
@@ -454,6 +476,7 @@ def statistics_extractor(
     n_cepstra: int = 0,
     smoothing_frames: int = 0,
     shape_moments: bool = False,
+    smooth_change: bool = False,
 ) -> keras.Model:
     """Frames (any length) to their band statistics (see ``band_statistics``); its only weights are fixed.
 
@@ -472,7 +495,10 @@ def statistics_extractor(
         dct.set_weights([cepstral_basis(n_bands, n_mels=n_mels, n_cepstra=n_cepstra)])
         frames = layers.Concatenate()([inputs, cepstra])
     statistics = band_statistics(
-        frames, smoothing_frames=smoothing_frames, shape_moments=shape_moments
+        frames,
+        smoothing_frames=smoothing_frames,
+        shape_moments=shape_moments,
+        smooth_change=smooth_change,
     )
     return keras.Model(inputs, statistics, name="band_statistics")
 

@@ -104,9 +104,9 @@ def test_a_fresh_statistics_model_matches_keras_at_every_length(tmp_path: Path) 
     from ser import models
 
     rng = np.random.default_rng(1)
-    statistics = rng.normal(size=(40, 10 * 9 + 3 * 9)).astype(np.float32)
+    statistics = rng.normal(size=(40, 10 * 10 + 3 * 10)).astype(np.float32)
     extractor = models.statistics_extractor(
-        10, n_mels=8, n_cepstra=3, smoothing_frames=5, shape_moments=True
+        10, n_mels=8, n_cepstra=3, smoothing_frames=5, shape_moments=True, smooth_change=True
     )
     heads = [models.build_statistics_head(n_labels=4, train_statistics=statistics)]
     linear = models.build_linear_head(

@@ -250,6 +250,26 @@ def test_smoothed_extremes_and_shape_moments_join_the_band_statistics() -> None:
     assert np.isfinite(one_frame).all()
 
 
+def test_the_smoothed_change_comes_last_in_the_band_statistics() -> None:
+    frames = np.random.default_rng(7).normal(-40.0, 10.0, size=(2, 12, 3)).astype(np.float32)
+    settings = {"smoothing_frames": 5, "shape_moments": True}
+    plain = statistics_extractor(3, **settings).predict_on_batch(frames)
+    got = statistics_extractor(3, **settings, smooth_change=True).predict_on_batch(frames)
+    smooth = np.stack([frames[:, max(0, t - 2) : t + 3].mean(axis=1) for t in range(12)], axis=1)
+    # As the frames' own change: each frame doubled, so the squares are summed over 2n - 1.
+    want = (np.diff(smooth, axis=1) ** 2).sum(axis=1) / (2 * 12 - 1)
+    np.testing.assert_allclose(got[:, : plain.shape[1]], plain, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(got[:, plain.shape[1] :], want, rtol=1e-3, atol=1e-3)
+    # Slower than the frames' own change: the moving average moves less from frame to frame.
+    assert (got[:, plain.shape[1] :] < plain[:, 12:15]).all()
+    one_frame = statistics_extractor(3, **settings, smooth_change=True).predict_on_batch(
+        frames[:, :1]
+    )
+    assert np.isfinite(one_frame).all() and (one_frame[:, -3:] == 0).all()
+    basis = relative_extremes_basis(3, **settings, smooth_change=True)
+    assert basis.shape == (30, 30) and (np.diag(basis)[-3:] == 1).all()
+
+
 def test_the_relative_basis_measures_each_columns_extremes_from_its_mean() -> None:
     frames = np.random.default_rng(6).normal(-40.0, 10.0, size=(2, 12, 3)).astype(np.float32)
     extractor = statistics_extractor(3, smoothing_frames=5, shape_moments=True)
@@ -494,6 +514,7 @@ def test_a_linear_head_with_relative_extremes_reads_the_statistics_through_the_f
         data.features[0].shape[-1] + recipe.head_cepstra,
         smoothing_frames=recipe.head_smoothing_frames,
         shape_moments=recipe.head_shape_moments,
+        smooth_change=recipe.head_smooth_change,
     )
     [head] = [layer for layer in model.layers if layer.name == "statistics_head"]
     np.testing.assert_array_equal(head.get_layer("relative").get_weights()[0], basis)

@@ -221,6 +221,7 @@ def test_scan_train_save_and_pick_on_recognise_page(tiny_corpus: Path, models_di
         "head_cepstra": 0,
         "head_smoothing_frames": 0,
         "head_shape_moments": False,
+        "head_smooth_change": False,
         "balance_corpora": True,
         "network": True,
         "head_linear": False,

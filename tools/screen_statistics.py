@@ -55,6 +55,7 @@ def dump(data_dir: Path, work: Path) -> dict[str, np.ndarray]:
         n_cepstra=recipe.head_cepstra,
         smoothing_frames=recipe.head_smoothing_frames,
         shape_moments=recipe.head_shape_moments,
+        smooth_change=recipe.head_smooth_change,
     )
     egemaps = prepare(folders, TrainOptions(model_type=ModelType.EGEMAPS_LINEAR))
     assert [c.path for c in egemaps.clips] == [c.path for c in data.clips]
@@ -160,6 +161,7 @@ def relative_extremes(X: np.ndarray) -> np.ndarray:
         COLUMNS,
         smoothing_frames=recipe.head_smoothing_frames,
         shape_moments=recipe.head_shape_moments,
+        smooth_change=recipe.head_smooth_change,
     )
 
 
