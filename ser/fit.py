@@ -306,6 +306,7 @@ def _train_statistics_heads(
                 recipe=recipe,
                 name=head_name,
                 reporter=reporter,
+                seed=i,
                 **fit_settings,
             )
         else:
@@ -313,7 +314,19 @@ def _train_statistics_heads(
             head = _statistics_head(
                 statistics, y.shape[1], n_columns, recipe=recipe, name=head_name
             )
-            history = head.fit(statistics, y, callbacks=[reporter], **fit_settings).history
+            if recipe.head_mixup > 0 and not recipe.head_linear:
+                pairs = _mixup_batches(
+                    statistics,
+                    y,
+                    weights,
+                    corpora=None,
+                    alpha=recipe.head_mixup,
+                    batch_size=batch,
+                    seed=i,
+                )
+                history = head.fit(pairs, epochs=epochs, verbose=0, callbacks=[reporter]).history
+            else:
+                history = head.fit(statistics, y, callbacks=[reporter], **fit_settings).history
         _raise_if_stopped(stop, len(history.get("loss", [])))
         heads.append(head)
         figures = {k: [float(v) for v in vs] for k, vs in history.items()}
@@ -355,24 +368,93 @@ def _fit_against_corpora(
     recipe: Recipe,
     name: str,
     reporter: keras.callbacks.Callback,
+    seed: int = 0,
     **fit_settings: object,
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """An MLP head trained beside a gradient-reversed corpus classifier, and its history under
-    the plain head's names (the emotion's loss and accuracy)."""
+    the plain head's names (the emotion's loss and accuracy). With the recipe's ``head_mixup``
+    the emotion is learnt from mixup pairs (``_mixup_batches``, drawn from ``seed``)."""
     import keras
 
     codes = np.unique(corpora, return_inverse=True)[1]
     trainer, head, strength = build_adversarial_statistics_head(
-        n_labels=y.shape[1], n_corpora=int(codes.max()) + 1, train_statistics=statistics, name=name
+        n_labels=y.shape[1],
+        n_corpora=int(codes.max()) + 1,
+        train_statistics=statistics,
+        name=name,
+        mixup=recipe.head_mixup > 0,
     )
     batches = -(-len(statistics) // int(fit_settings["batch_size"])) * int(fit_settings["epochs"])
-    history = trainer.fit(
-        statistics,
-        [y, keras.utils.to_categorical(codes)],
-        callbacks=[_reversal_ramp(strength, recipe.head_corpus_adversary, batches), reporter],
-        **fit_settings,
-    ).history
+    callbacks = [_reversal_ramp(strength, recipe.head_corpus_adversary, batches), reporter]
+    corpus_targets = keras.utils.to_categorical(codes)
+    if recipe.head_mixup > 0:
+        pairs = _mixup_batches(
+            statistics,
+            y,
+            fit_settings.pop("sample_weight"),
+            corpora=corpus_targets,
+            alpha=recipe.head_mixup,
+            batch_size=int(fit_settings.pop("batch_size")),
+            seed=seed,
+        )
+        fit_settings.pop("shuffle")
+        history = trainer.fit(pairs, callbacks=callbacks, **fit_settings).history
+    else:
+        history = trainer.fit(
+            statistics, [y, corpus_targets], callbacks=callbacks, **fit_settings
+        ).history
     return head, {new: history[old] for old, new in _EMOTION_LOGS.items()}
+
+
+def _mixup_batches(
+    statistics: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    *,
+    corpora: np.ndarray | None,
+    alpha: float,
+    batch_size: int,
+    seed: int,
+) -> keras.utils.PyDataset:
+    """Shuffled batches of mixed clips, emotion targets and weights: each clip mixed with
+    another of its batch by a share drawn from Beta(alpha, alpha), its target and weight mixed
+    alike (mixup, Zhang et al. 2018). With ``corpora`` (targets for a corpus adversary), of
+    ``([clips, mixed clips], [mixed emotions, corpora], [mixed weights, weights])``."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    statistics, y = statistics.astype(np.float32), y.astype(np.float32)
+    weights = weights.astype(np.float32)
+
+    class Pairs(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.order = rng.permutation(len(statistics))
+
+        def __len__(self) -> int:
+            return -(-len(statistics) // batch_size)
+
+        def __getitem__(self, i: int) -> tuple:
+            index = self.order[i * batch_size : (i + 1) * batch_size]
+            partner = rng.permutation(index)
+            share = rng.beta(alpha, alpha, len(index)).astype(np.float32)[:, np.newaxis]
+
+            def mix(a: np.ndarray) -> np.ndarray:
+                return share * a[index] + (1 - share) * a[partner]
+
+            mixed_weights = mix(weights[:, np.newaxis])[:, 0]
+            if corpora is None:
+                return mix(statistics), mix(y), mixed_weights
+            return (
+                (statistics[index], mix(statistics)),
+                (mix(y), corpora[index]),
+                (mixed_weights, weights[index]),
+            )
+
+        def on_epoch_end(self) -> None:
+            self.order = rng.permutation(len(statistics))
+
+    return Pairs()
 
 
 def _reversal_ramp(strength: keras.Variable, peak: float, batches: int) -> keras.callbacks.Callback:

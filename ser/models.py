@@ -134,6 +134,10 @@ class Recipe:
     # gradient reversal of up to this strength (domain-adversarial training): they are pushed
     # towards what does not tell the training corpora apart. 0: off.
     head_corpus_adversary: float = 0.0
+    # The MLP heads learn the emotion from mixup pairs of training clips (Zhang et al. 2018):
+    # statistics and targets blended by a share drawn from Beta(this, this). 0: off; measured
+    # and not kept by the shipped recipes (docs/experiments.md).
+    head_mixup: float = 0.0
 
     def training_settings(self) -> dict[str, Any]:
         """The settings beyond features, epochs and batch size, which are saved on their own."""
@@ -549,7 +553,12 @@ def _statistics_hidden(
 
 
 def build_adversarial_statistics_head(
-    *, n_labels: int, n_corpora: int, train_statistics: np.ndarray, name: str = "statistics_head"
+    *,
+    n_labels: int,
+    n_corpora: int,
+    train_statistics: np.ndarray,
+    name: str = "statistics_head",
+    mixup: bool = False,
 ) -> tuple[keras.Model, keras.Model, keras.Variable]:
     """An MLP head as ``build_statistics_head``'s, and the compiled two-output model that trains
     it against a corpus classifier (domain-adversarial training, Ganin et al. 2016).
@@ -557,18 +566,26 @@ def build_adversarial_statistics_head(
     The corpus classifier learns to tell the training corpora apart from the head's last hidden
     layer; the gradient it sends back is reversed and scaled by the returned variable, so the
     head's layers learn to hide the corpus. Fit the two-output model with targets
-    ``[emotions, corpora]``; keep the head (stock layers only), which shares its weights.
+    ``[emotions, corpora]``; keep the head (stock layers only), which shares its weights. With
+    ``mixup`` the trainer takes two inputs, ``[clips, mixed clips]``: the emotion is learnt
+    from the mixed ones (their targets mixed alike), the corpus from the clips as they are.
     """
     import keras
     from keras import layers
 
     inputs, hidden = _statistics_hidden(train_statistics)
-    emotion = layers.Dense(n_labels, activation="softmax", name="emotion")(hidden)
-    head = keras.Model(inputs, emotion, name=name)
+    to_emotion = layers.Dense(n_labels, activation="softmax", name="emotion")
+    head = keras.Model(inputs, to_emotion(hidden), name=name)
+    encoder = keras.Model(inputs, hidden, name=f"{name}_hidden")
+    plain = keras.Input(shape=(train_statistics.shape[-1],), name="clips")
+    mixed = keras.Input(shape=(train_statistics.shape[-1],), name="mixed") if mixup else plain
+    emotion = to_emotion(encoder(mixed))
     reversal = _gradient_reversal(name="reversal")
-    corpus = layers.Dense(64, activation="relu")(reversal(hidden))
+    corpus = layers.Dense(64, activation="relu")(reversal(encoder(plain)))
     corpus = layers.Dense(n_corpora, activation="softmax", name="corpus")(corpus)
-    trainer = keras.Model(inputs, [emotion, corpus], name=f"{name}_adversarial")
+    trainer = keras.Model(
+        [plain, mixed] if mixup else plain, [emotion, corpus], name=f"{name}_adversarial"
+    )
     trainer.compile(
         optimizer=keras.optimizers.Adam(learning_rate=1e-3),
         loss=["categorical_crossentropy", "categorical_crossentropy"],

@@ -555,6 +555,66 @@ def test_the_gradient_reversal_sends_the_corpus_classifiers_gradient_back_revers
     np.testing.assert_allclose(head(statistics[:8], training=False), emotion, atol=1e-6)
 
 
+def test_with_mixup_the_emotion_is_learnt_from_the_mixed_clips_and_the_corpus_from_the_clips() -> (
+    None
+):
+    from ser.models import build_adversarial_statistics_head
+
+    rng = np.random.default_rng(0)
+    statistics = rng.normal(size=(64, 10)).astype(np.float32)
+    trainer, head, _ = build_adversarial_statistics_head(
+        n_labels=3, n_corpora=2, train_statistics=statistics, mixup=True
+    )
+    clips, mixed = statistics[:8], rng.normal(size=(8, 10)).astype(np.float32)
+    emotion, corpus = trainer([clips, mixed], training=False)
+    np.testing.assert_allclose(emotion, head(mixed, training=False), atol=1e-6)
+    _, same_corpus = trainer([clips, mixed[::-1]], training=False)
+    np.testing.assert_allclose(corpus, same_corpus, atol=1e-6)  # the mixed clips do not reach it
+    assert not np.allclose(emotion, head(clips, training=False), atol=1e-3)
+
+
+def test_mixup_batches_blend_each_clip_with_another_of_its_batch() -> None:
+    from ser.fit import _mixup_batches
+
+    rng = np.random.default_rng(1)
+    statistics = rng.normal(size=(50, 4)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 50)]
+    weights = rng.uniform(0.5, 2.0, 50).astype(np.float32)
+    corpora = np.eye(2, dtype=np.float32)[rng.integers(0, 2, 50)]
+    pairs = _mixup_batches(
+        statistics, y, weights, corpora=corpora, alpha=0.2, batch_size=16, seed=0
+    )
+    assert len(pairs) == 4
+    (clips, mixed), (targets, corpus), (mixed_weights, clip_weights) = pairs[0]
+    index = pairs.order[:16]
+    np.testing.assert_array_equal(clips, statistics[index])
+    np.testing.assert_array_equal(corpus, corpora[index])
+    np.testing.assert_array_equal(clip_weights, weights[index])
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-6)
+    assert not np.allclose(mixed, clips)  # Beta(0.2, 0.2) shares sit near 0 or 1, rarely both
+    # Each mixed row lies on the line from its clip to one clip of the batch, and its target
+    # and weight sit at the same share along theirs.
+    for row in range(16):
+        i = index[row]
+        for j in index:
+            direction = statistics[j] - statistics[i]
+            if not direction.any():
+                continue
+            share = 1 - float(direction @ (mixed[row] - statistics[i]) / (direction @ direction))
+            on_line = share * statistics[i] + (1 - share) * statistics[j]
+            if np.allclose(mixed[row], on_line, atol=1e-4):
+                break
+        else:
+            share, j = 1.0, i  # mixed with itself
+        assert -1e-4 <= share <= 1 + 1e-4
+        np.testing.assert_allclose(targets[row], share * y[i] + (1 - share) * y[j], atol=1e-4)
+        np.testing.assert_allclose(
+            mixed_weights[row], share * weights[i] + (1 - share) * weights[j], rtol=1e-4
+        )
+    plain = _mixup_batches(statistics, y, weights, corpora=None, alpha=0.2, batch_size=16, seed=0)
+    assert [a.shape for a in plain[0]] == [(16, 4), (16, 3), (16,)]
+
+
 @pytest.mark.slow
 def test_mlp_heads_learn_against_the_corpora_and_ship_only_stock_layers(
     tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -563,8 +623,11 @@ def test_mlp_heads_learn_against_the_corpora_and_ship_only_stock_layers(
 
     from ser import fit, models
 
+    # With mixup too, so that the two-input trainer and its batches are exercised end to end.
+    recipe = replace(models.RECIPES[ModelType.STATISTICS_MLP], head_mixup=0.2)
+    monkeypatch.setitem(models.RECIPES, ModelType.STATISTICS_MLP, recipe)
     options = TrainOptions(model_type=ModelType.STATISTICS_MLP, epochs=2)
-    assert options.recipe.head_corpus_adversary > 0
+    assert options.recipe.head_corpus_adversary > 0 and options.recipe.head_mixup > 0
     data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
     # One generated corpus: call actors 5-8 another, so that there is a corpus to hide.
     other = tuple(
