@@ -73,14 +73,18 @@ def _webrtc(page):  # noqa: ANN001, ANN202
 
 def _watch(page, *, seconds: float) -> list[str]:  # noqa: ANN001
     """The live view's distinct texts, read every 0.1 s for ``seconds``."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     seen: list[str] = []
     view = page.locator(".st-key-live")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if view.count():
-            text = view.first.inner_text(timeout=2_000).strip()
-            if text and (not seen or seen[-1] != text):
-                seen.append(text)
+        try:
+            text = view.first.inner_text(timeout=2_000).strip() if view.count() else ""
+        except PlaywrightTimeoutError:  # redrawn between the count and the read: read it again
+            text = ""
+        if text and (not seen or seen[-1] != text):
+            seen.append(text)
         page.wait_for_timeout(100)
     return seen
 
