@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -106,31 +106,43 @@ def _batches(
     features: list[np.ndarray], y: np.ndarray, weights: np.ndarray, recipe: Recipe, *, seed: int
 ) -> keras.utils.PyDataset:
     """Shuffled batches, re-cropped (and masked) afresh every epoch for sequence models."""
-    import keras
-
     rng = np.random.default_rng(seed)
     fill = np.concatenate(features[:: max(1, len(features) // 500)]).mean(axis=0).astype(np.float32)
     crop, size = recipe.crop_frames(), recipe.batch_size
 
-    class Batches(keras.utils.PyDataset):
+    def batch(index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = _fixed_length([features[j] for j in index], crop, rng=rng)
+        if recipe.spec_augment and x.ndim == 3:
+            x = _spec_augment(x, rng, fill)
+        return x, y[index], weights[index]
+
+    return _shuffled_batches(len(features), size, rng, batch)
+
+
+def _shuffled_batches(
+    n_rows: int,
+    batch_size: int,
+    rng: np.random.Generator,
+    batch: Callable[[np.ndarray], tuple],
+) -> keras.utils.PyDataset:
+    """Batches of ``batch(rows)`` over the rows in an order drawn afresh every epoch."""
+    import keras
+
+    class Shuffled(keras.utils.PyDataset):
         def __init__(self) -> None:
             super().__init__()
-            self.order = rng.permutation(len(features))
+            self.order = rng.permutation(n_rows)
 
         def __len__(self) -> int:
-            return -(-len(features) // size)
+            return -(-n_rows // batch_size)
 
-        def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            index = self.order[i * size : (i + 1) * size]
-            x = _fixed_length([features[j] for j in index], crop, rng=rng)
-            if recipe.spec_augment and x.ndim == 3:
-                x = _spec_augment(x, rng, fill)
-            return x, y[index], weights[index]
+        def __getitem__(self, i: int) -> tuple:
+            return batch(self.order[i * batch_size : (i + 1) * batch_size])
 
         def on_epoch_end(self) -> None:
-            self.order = rng.permutation(len(features))
+            self.order = rng.permutation(n_rows)
 
-    return Batches()
+    return Shuffled()
 
 
 def fit(
@@ -420,41 +432,27 @@ def _mixup_batches(
     another of its batch by a share drawn from Beta(alpha, alpha), its target and weight mixed
     alike (mixup, Zhang et al. 2018). With ``corpora`` (targets for a corpus adversary), of
     ``([clips, mixed clips], [mixed emotions, corpora], [mixed weights, weights])``."""
-    import keras
-
     rng = np.random.default_rng(seed)
     statistics, y = statistics.astype(np.float32), y.astype(np.float32)
     weights = weights.astype(np.float32)
 
-    class Pairs(keras.utils.PyDataset):
-        def __init__(self) -> None:
-            super().__init__()
-            self.order = rng.permutation(len(statistics))
+    def batch(index: np.ndarray) -> tuple:
+        partner = rng.permutation(index)
+        share = rng.beta(alpha, alpha, len(index)).astype(np.float32)[:, np.newaxis]
 
-        def __len__(self) -> int:
-            return -(-len(statistics) // batch_size)
+        def mix(a: np.ndarray) -> np.ndarray:
+            return share * a[index] + (1 - share) * a[partner]
 
-        def __getitem__(self, i: int) -> tuple:
-            index = self.order[i * batch_size : (i + 1) * batch_size]
-            partner = rng.permutation(index)
-            share = rng.beta(alpha, alpha, len(index)).astype(np.float32)[:, np.newaxis]
+        mixed_weights = mix(weights[:, np.newaxis])[:, 0]
+        if corpora is None:
+            return mix(statistics), mix(y), mixed_weights
+        return (
+            (statistics[index], mix(statistics)),
+            (mix(y), corpora[index]),
+            (mixed_weights, weights[index]),
+        )
 
-            def mix(a: np.ndarray) -> np.ndarray:
-                return share * a[index] + (1 - share) * a[partner]
-
-            mixed_weights = mix(weights[:, np.newaxis])[:, 0]
-            if corpora is None:
-                return mix(statistics), mix(y), mixed_weights
-            return (
-                (statistics[index], mix(statistics)),
-                (mix(y), corpora[index]),
-                (mixed_weights, weights[index]),
-            )
-
-        def on_epoch_end(self) -> None:
-            self.order = rng.permutation(len(statistics))
-
-    return Pairs()
+    return _shuffled_batches(len(statistics), batch_size, rng, batch)
 
 
 def _reversal_ramp(strength: keras.Variable, peak: float, batches: int) -> keras.callbacks.Callback:

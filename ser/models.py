@@ -575,17 +575,17 @@ def build_adversarial_statistics_head(
 
     inputs, hidden = _statistics_hidden(train_statistics)
     to_emotion = layers.Dense(n_labels, activation="softmax", name="emotion")
-    head = keras.Model(inputs, to_emotion(hidden), name=name)
-    encoder = keras.Model(inputs, hidden, name=f"{name}_hidden")
-    plain = keras.Input(shape=(train_statistics.shape[-1],), name="clips")
-    mixed = keras.Input(shape=(train_statistics.shape[-1],), name="mixed") if mixup else plain
-    emotion = to_emotion(encoder(mixed))
+    emotion = to_emotion(hidden)
+    head = keras.Model(inputs, emotion, name=name)
     reversal = _gradient_reversal(name="reversal")
-    corpus = layers.Dense(64, activation="relu")(reversal(encoder(plain)))
+    corpus = layers.Dense(64, activation="relu")(reversal(hidden))
     corpus = layers.Dense(n_corpora, activation="softmax", name="corpus")(corpus)
-    trainer = keras.Model(
-        [plain, mixed] if mixup else plain, [emotion, corpus], name=f"{name}_adversarial"
-    )
+    trainer_inputs = inputs
+    if mixup:  # the same layers read the mixed clips for the emotion
+        mixed = keras.Input(shape=(train_statistics.shape[-1],), name="mixed")
+        emotion = to_emotion(keras.Model(inputs, hidden)(mixed))
+        trainer_inputs = [inputs, mixed]
+    trainer = keras.Model(trainer_inputs, [emotion, corpus], name=f"{name}_adversarial")
     trainer.compile(
         optimizer=keras.optimizers.Adam(learning_rate=1e-3),
         loss=["categorical_crossentropy", "categorical_crossentropy"],
