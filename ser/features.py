@@ -34,6 +34,9 @@ class FeatureKind(str, Enum):
     # (88,): openSMILE's eGeMAPS v02 functionals of the clip, a standard set for comparing SER
     # across corpora: pitch, jitter, shimmer, formants, loudness, spectral balance, rhythm.
     EGEMAPS = "egemaps"
+    # (6373,): openSMILE's ComParE 2016 functionals, the larger standard set of the Interspeech
+    # challenges: the same kinds of voice measures, and spectral, cepstral and auditory bands.
+    COMPARE = "compare"
 
 
 @dataclass(frozen=True)
@@ -56,15 +59,15 @@ class FeatureConfig:
 
     @property
     def is_sequence(self) -> bool:
-        return self.kind not in (FeatureKind.MEAN_MFCC, FeatureKind.EGEMAPS)
+        return self.kind not in (FeatureKind.MEAN_MFCC, *FUNCTIONALS_DIM)
 
     @property
     def dim(self) -> int:
         """Size of the last axis of the features."""
         if self.kind is FeatureKind.LOGMEL_VOICE_FRAMES:
             return self.n_mels + len(VOICE_TRACKS)
-        if self.kind is FeatureKind.EGEMAPS:
-            return EGEMAPS_DIM
+        if self.kind in FUNCTIONALS_DIM:
+            return FUNCTIONALS_DIM[self.kind]
         return self.n_mels if self.kind is FeatureKind.LOGMEL_FRAMES else self.n_mfcc
 
     @property
@@ -303,29 +306,35 @@ def pool(frame_features: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
 def extract(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     """Features of one mono float clip already at ``config.sample_rate_hz``."""
     trimmed, _ = prepare(samples, config=config)
-    if config.kind is FeatureKind.EGEMAPS:
-        return egemaps(trimmed, sample_rate_hz=config.sample_rate_hz)
+    if config.kind in FUNCTIONALS_DIM:
+        return functionals(trimmed, sample_rate_hz=config.sample_rate_hz, kind=config.kind)
     return pool(frames(trimmed, config=config), config=config)
 
 
-EGEMAPS_DIM = 88
+# What each openSMILE feature set gives per clip.
+FUNCTIONALS_DIM = {FeatureKind.EGEMAPS: 88, FeatureKind.COMPARE: 6373}
 
 
 @functools.cache
-def _smile() -> Any:
+def _smile(kind: FeatureKind) -> Any:
     import opensmile  # a second or so of imports: only models that use it pay for it
 
+    feature_set = {
+        FeatureKind.EGEMAPS: opensmile.FeatureSet.eGeMAPSv02,
+        FeatureKind.COMPARE: opensmile.FeatureSet.ComParE_2016,
+    }[kind]
     return opensmile.Smile(
-        feature_set=opensmile.FeatureSet.eGeMAPSv02,
-        feature_level=opensmile.FeatureLevel.Functionals,
+        feature_set=feature_set, feature_level=opensmile.FeatureLevel.Functionals
     )
 
 
-def egemaps(samples: np.ndarray, *, sample_rate_hz: int) -> np.ndarray:
-    """The 88 eGeMAPS v02 functionals of a mono clip (openSMILE), as float32.
+def functionals(samples: np.ndarray, *, sample_rate_hz: int, kind: FeatureKind) -> np.ndarray:
+    """openSMILE's functionals of a mono clip for the feature set ``kind``, as float32.
 
     Safe to call from several threads at once: openSMILE runs each call in its own process
     context. Non-finite values (a clip with no voiced frame) become 0.
     """
-    values = _smile().process_signal(samples.astype(np.float32), sample_rate_hz).to_numpy()[0]
+    if kind not in FUNCTIONALS_DIM:
+        raise ValueError(f"{kind} is not an openSMILE feature set")
+    values = _smile(kind).process_signal(samples.astype(np.float32), sample_rate_hz).to_numpy()[0]
     return np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)

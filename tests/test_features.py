@@ -243,3 +243,25 @@ def test_egemaps_survives_tensorflow_loaded_after_ser() -> None:
     )
     run = interpreter.run_python(code, timeout_s=300)
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]
+
+
+@pytest.mark.parametrize(("kind", "dim"), [("egemaps", 88), ("compare", 6373)])
+def test_opensmile_functionals_summarise_a_clip_in_a_fixed_size(kind: str, dim: int) -> None:
+    config = feats.FeatureConfig(kind=feats.FeatureKind(kind), sample_rate_hz=16_000)
+    clips = [
+        speech_like(duration_s=d, sample_rate_hz=16_000, seed=s) for d, s in ((1.0, 1), (3.0, 2))
+    ]
+    vectors = [feats.extract(clip, config=config) for clip in clips]
+    assert config.dim == dim and not config.is_sequence
+    assert all(
+        v.shape == (dim,) and v.dtype == np.float32 and np.isfinite(v).all() for v in vectors
+    )
+    assert not np.allclose(vectors[0], vectors[1])  # they describe the clip
+    np.testing.assert_array_equal(feats.extract(clips[0], config=config), vectors[0])
+
+
+def test_functionals_refuse_a_kind_that_is_not_an_opensmile_set() -> None:
+    with pytest.raises(ValueError, match="not an openSMILE feature set"):
+        feats.functionals(
+            np.zeros(16_000, np.float32), sample_rate_hz=16_000, kind=feats.FeatureKind.MEAN_MFCC
+        )
