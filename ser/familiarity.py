@@ -28,6 +28,11 @@ _MIN_SCALE = 1e-6
 # The correlations are shrunk this far towards none: a few thousand clips estimate a
 # 144 x 144 matrix only roughly, and its smallest directions would be noise.
 _SHRINKAGE = 0.1
+# Summaries wider than this (ComParE's 6,373 functionals) are whitened along their first
+# ``_WIDE_DIRECTIONS`` principal directions only: a full whitening would be millions of numbers
+# in the model's JSON, estimated from a few thousand clips.
+_MAX_FULL_WIDTH = 256
+_WIDE_DIRECTIONS = 16
 
 
 def summary(features: np.ndarray) -> np.ndarray:
@@ -45,7 +50,9 @@ class Familiarity:
 
     centre: tuple[float, ...]
     scale: tuple[float, ...]
-    whitening: tuple[tuple[float, ...], ...]  # W: W.T @ W is the inverse of the correlations
+    # W: W.T @ W is the inverse of the correlations (for wide summaries, of their first
+    # principal directions: then W has a row per direction)
+    whitening: tuple[tuple[float, ...], ...]
     threshold: float  # the distance that ``percentile`` % of the training clips stay within
     percentile: float = DEFAULT_PERCENTILE
     clips: int = 0  # how many training clips it was fitted on
@@ -84,8 +91,12 @@ class Familiarity:
         whitening = tuple(tuple(map(float, row)) for row in data["whitening"])
         if len(centre) != len(scale) or not all(s > 0 for s in scale):
             raise ValueError("familiarity: centre and scale must be as long, scales positive")
-        if len(whitening) != len(centre) or any(len(row) != len(centre) for row in whitening):
-            raise ValueError("familiarity.whitening must be a square matrix as wide as centre")
+        if not 0 < len(whitening) <= len(centre) or any(
+            len(row) != len(centre) for row in whitening
+        ):
+            raise ValueError(
+                "familiarity.whitening must have rows as wide as centre, at most as many"
+            )
         if not float(data["threshold"]) > 0:
             raise ValueError("familiarity.threshold must be positive")
         return cls(
@@ -124,9 +135,20 @@ def _fit(summaries: np.ndarray) -> Familiarity:
     centre = summaries.mean(axis=0)
     scale = np.maximum(summaries.std(axis=0), _MIN_SCALE)
     z = (summaries - centre) / scale
-    correlation = (1 - _SHRINKAGE) * (z.T @ z) / len(z) + _SHRINKAGE * np.eye(z.shape[1])
-    # With correlation = L L.T (Cholesky), W = inverse(L) gives |W z|^2 = z.T inverse(correlation) z.
-    whitening = np.linalg.inv(np.linalg.cholesky(correlation))
+    if z.shape[1] > _MAX_FULL_WIDTH:
+        whitening = _principal_whitening(z, directions=_WIDE_DIRECTIONS)
+    else:
+        correlation = (1 - _SHRINKAGE) * (z.T @ z) / len(z) + _SHRINKAGE * np.eye(z.shape[1])
+        # With correlation = L L.T (Cholesky), W = inverse(L) gives |W z|^2 = z.T inverse(correlation) z.
+        whitening = np.linalg.inv(np.linalg.cholesky(correlation))
     return Familiarity(
         tuple(centre), tuple(scale), tuple(tuple(row) for row in whitening), threshold=1.0
     )
+
+
+def _principal_whitening(z: np.ndarray, *, directions: int) -> np.ndarray:
+    """(directions, width): the first principal directions of standardised ``z``, each divided
+    by its (shrunk) spread, so that |W z|^2 is the Mahalanobis distance within them."""
+    _, singular, axes = np.linalg.svd(z, full_matrices=False)
+    variance = (1 - _SHRINKAGE) * singular[:directions] ** 2 / len(z) + _SHRINKAGE
+    return axes[:directions] / np.sqrt(variance)[:, np.newaxis]

@@ -205,6 +205,19 @@ def fit(
         )
         return forget_training_state(model), figures
     sample = _fixed_length(features, recipe.crop_frames(), rng=np.random.default_rng(options.seed))
+    if recipe.exact_linear_c is not None:
+        model = build_model(options.model_type, n_labels=n_labels, train_features=sample)
+        history = fit_linear_exactly(
+            model,
+            sample,
+            y,
+            weights,
+            inverse_penalty=recipe.exact_linear_c,
+            iterations=epochs,
+            validation=validation,
+            report=_iteration_reporter(stage, epochs, progress, stop),
+        )
+        return forget_training_state(model), history
     backup = _fit_backup(features, y, options, stage)
     if backup is not None and (resumed := backup.epochs_done()) and progress is not None:
         progress(Progress(stage, resumed, epochs, 0.0))  # where the resumed fit starts
@@ -224,6 +237,107 @@ def fit(
         )
         model = fuse(model, extractor, heads)
     return forget_training_state(model), {k: [float(v) for v in vs] for k, vs in history.items()}
+
+
+def fit_linear_exactly(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    *,
+    inverse_penalty: float,
+    iterations: int,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    report: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, list[float]]:
+    """Set ``model``'s last layer (softmax, on its standardising layer's output) to the optimum
+    of an L2-penalised logistic regression: scikit-learn's objective, ``C`` the inverse penalty,
+    weighted cross-entropy summed over clips plus half the squared kernel (the bias is free).
+
+    Full-batch L-BFGS (scipy) for at most ``iterations`` steps; per step, the figures Keras
+    would log go to ``report`` (which may raise to stop). Returns those figures per step.
+    """
+    from scipy.optimize import minimize
+
+    dense = model.layers[-1]
+    standardise = _without_last_layer(model)
+    inputs = standardise(x).astype(np.float64)
+    n, dim, k = len(inputs), inputs.shape[1], y.shape[1]
+    w = np.asarray(weights, np.float64)
+
+    def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        kernel, bias = flat[: dim * k].reshape(dim, k), flat[dim * k :]
+        p = _softmax(inputs @ kernel + bias)
+        loss = -np.sum(w * np.log(np.sum(p * y, axis=1) + 1e-300))
+        residual = (p - y) * w[:, None]
+        grad = np.concatenate(
+            [(inputs.T @ residual + kernel / inverse_penalty).ravel(), residual.sum(axis=0)]
+        )
+        return (loss + 0.5 * np.sum(kernel**2) / inverse_penalty) / n, grad / n
+
+    history: dict[str, list[float]] = {}
+
+    def step(flat: np.ndarray) -> None:
+        loss, _ = objective(flat)
+        kernel, bias = flat[: dim * k].reshape(dim, k), flat[dim * k :]
+        figures = {"loss": loss, "accuracy": _accuracy(inputs @ kernel + bias, y)}
+        if validation is not None:
+            figures["val_accuracy"] = _accuracy(
+                standardise(validation[0]) @ kernel + bias, validation[1]
+            )
+        for name, value in figures.items():
+            history.setdefault(name, []).append(float(value))
+        if report is not None:
+            report(len(history["loss"]), figures)
+
+    start = np.zeros(dim * k + k)
+    solution = minimize(
+        objective,
+        start,
+        jac=True,
+        method="L-BFGS-B",
+        callback=step,
+        options={"maxiter": iterations},
+    )
+    dense.set_weights(
+        [
+            solution.x[: dim * k].reshape(dim, k).astype(np.float32),
+            solution.x[dim * k :].astype(np.float32),
+        ]
+    )
+    return history
+
+
+def _without_last_layer(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    """numpy in, numpy out: ``model`` without its last layer."""
+    import keras
+
+    body = keras.Model(model.inputs[0], model.layers[-1].input)
+    return lambda x: np.asarray(body(np.asarray(x, np.float32)), np.float64)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _accuracy(logits: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(logits.argmax(axis=1) == y.argmax(axis=1)))
+
+
+def _iteration_reporter(
+    stage: str, total: int, progress: ProgressFn | None, stop: threading.Event | None
+) -> Callable[[int, dict[str, float]], None]:
+    """Each L-BFGS step to ``progress``, as an epoch is; a set ``stop`` ends the fit."""
+    started = time.monotonic()
+
+    def report(done: int, figures: dict[str, float]) -> None:
+        if stop is not None and stop.is_set():
+            raise TrainingStopped(f"Training stopped after {done} steps; nothing was saved.")
+        if progress is not None:
+            progress(Progress(stage, done, total, time.monotonic() - started, dict(figures)))
+
+    return report
 
 
 def fit_scaling(options: TrainOptions) -> Scaling:

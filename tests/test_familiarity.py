@@ -42,6 +42,20 @@ def test_training_like_clips_are_familiar_and_shifted_ones_are_not() -> None:
     assert shifted_flagged > 0.95
 
 
+def test_wide_vectors_are_whitened_along_a_few_principal_directions() -> None:
+    rng = np.random.default_rng(4)
+    mixing = rng.standard_normal((8, 600))  # 600 columns that move together along 8 directions
+    train = [rng.standard_normal(8) @ mixing + 0.1 * rng.standard_normal(600) for _ in range(400)]
+    familiarity = fit_familiarity(train)
+    assert np.shape(familiarity.whitening) == (16, 600)
+    alike = [rng.standard_normal(8) @ mixing + 0.1 * rng.standard_normal(600) for _ in range(200)]
+    louder = [3 * (rng.standard_normal(8) @ mixing) for _ in range(200)]
+    assert np.mean([familiarity.is_unfamiliar(c) for c in alike]) < 0.05
+    assert np.mean([familiarity.is_unfamiliar(c) for c in louder]) > 0.95
+    again = Familiarity.from_dict(json.loads(json.dumps(familiarity.to_dict())))
+    assert again.distance(alike[0]) == pytest.approx(familiarity.distance(alike[0]), rel=1e-3)
+
+
 def test_threshold_leaves_the_percentile_of_new_clips_of_the_same_kind_outside() -> None:
     rng = np.random.default_rng(1)
     familiarity = fit_familiarity(_clips(rng, 500), percentile=90.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from ser import fit
 from ser.models import RECIPES, ModelType
@@ -68,3 +69,62 @@ def test_one_device_fits_with_the_recipes_batch_and_learning_rate() -> None:
     assert spread.global_batch_size == recipe.batch_size
     assert spread.learning_rate == recipe.learning_rate
     assert fit.fit_scaling(TrainOptions(batch_size=7)).global_batch_size == 7
+
+
+def _softmax_on_standardised(dim: int, n_labels: int, train: np.ndarray):  # noqa: ANN202
+    import keras
+
+    from ser.models import _scaler
+
+    inputs = keras.Input(shape=(dim,))
+    outputs = keras.layers.Dense(n_labels, activation="softmax")(_scaler(train)(inputs))
+    return keras.Model(inputs, outputs)
+
+
+def test_the_exact_linear_fit_is_scikit_learns_logistic_regression() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 20)) * rng.uniform(0.1, 10, size=20) + rng.normal(size=20)
+    targets = (x[:, 0] / x[:, 0].std() + rng.normal(size=300) > 0).astype(int) + (x[:, 1] > 0)
+    weights = rng.uniform(0.5, 2.0, size=300)
+    model = _softmax_on_standardised(20, 3, x)
+    history = fit.fit_linear_exactly(
+        model, x, np.eye(3)[targets], weights, inverse_penalty=0.01, iterations=500
+    )
+    scaled = StandardScaler().fit(x)
+    reference = LogisticRegression(C=0.01, tol=1e-10, max_iter=5000).fit(
+        scaled.transform(x), targets, sample_weight=weights
+    )
+    want = reference.predict_proba(scaled.transform(x))
+    np.testing.assert_allclose(np.asarray(model(x.astype(np.float32))), want, atol=2e-3)
+    assert history["loss"][-1] < history["loss"][0] and 0.5 < history["accuracy"][-1] <= 1
+
+
+def test_the_exact_linear_fit_reports_each_step_and_stops_when_asked() -> None:
+    from ser.errors import TrainingStopped
+
+    rng = np.random.default_rng(1)
+    x, targets = rng.normal(size=(100, 5)), rng.integers(0, 2, size=100)
+    seen: list[int] = []
+
+    def report(done: int, figures: dict[str, float]) -> None:
+        seen.append(done)
+        assert set(figures) == {"loss", "accuracy", "val_accuracy"}
+        if done == 3:
+            raise TrainingStopped("stop")
+
+    model = _softmax_on_standardised(5, 2, x)
+    with pytest.raises(TrainingStopped):
+        fit.fit_linear_exactly(
+            model,
+            x,
+            np.eye(2)[targets],
+            np.ones(100),
+            inverse_penalty=1.0,
+            iterations=50,
+            validation=(x[:10], np.eye(2)[targets[:10]]),
+            report=report,
+        )
+    assert seen == [1, 2, 3]
