@@ -229,6 +229,7 @@ def test_scan_train_save_and_pick_on_recognise_page(tiny_corpus: Path, models_di
         "linear_relative_extremes": False,
         "head_corpus_adversary": 0.0,
         "head_mixup": 0.0,
+        "exact_linear_c": None,
     }
 
     at.switch_page("pages/recognise.py").run()
