@@ -264,6 +264,7 @@ def fit_linear_exactly(
     inputs = standardise(x).astype(np.float64)
     n, dim, k = len(inputs), inputs.shape[1], y.shape[1]
     w = np.asarray(weights, np.float64)
+    held_out = None if validation is None else (standardise(validation[0]), validation[1])
 
     def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
         kernel, bias = flat[: dim * k].reshape(dim, k), flat[dim * k :]
@@ -281,10 +282,8 @@ def fit_linear_exactly(
         loss, _ = objective(flat)
         kernel, bias = flat[: dim * k].reshape(dim, k), flat[dim * k :]
         figures = {"loss": loss, "accuracy": _accuracy(inputs @ kernel + bias, y)}
-        if validation is not None:
-            figures["val_accuracy"] = _accuracy(
-                standardise(validation[0]) @ kernel + bias, validation[1]
-            )
+        if held_out is not None:  # standardised once, not at every step
+            figures["val_accuracy"] = _accuracy(held_out[0] @ kernel + bias, held_out[1])
         for name, value in figures.items():
             history.setdefault(name, []).append(float(value))
         if report is not None:
