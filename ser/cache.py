@@ -66,6 +66,12 @@ def _clip_features(
 
     clip_path = Path(path)
     cfg = FeatureConfig.from_dict(config)
+    if cfg.kind is feats.FeatureKind.COMPARE_STATISTICS:  # from its parts' own cache entries
+        computed = [
+            _clip_features(path, p.to_dict(), augmentation, cache_root) for p in feats.parts(cfg)
+        ]
+        failed = [c for c in computed if isinstance(c, str)]
+        return failed[0] if failed else feats.combine_parts(*computed, config=cfg)
     key = _file_key(clip_path, augmentation)
     cached = _cache_path(cache_root, cfg, key)
     if cached.is_file():

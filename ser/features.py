@@ -37,6 +37,9 @@ class FeatureKind(str, Enum):
     # (6373,): openSMILE's ComParE 2016 functionals, the larger standard set of the Interspeech
     # challenges: the same kinds of voice measures, and spectral, cepstral and auditory bands.
     COMPARE = "compare"
+    # (6373 + 828,): the ComParE functionals, then the whole-clip statistics of the 16 kHz
+    # log-mel, cepstral and voice frames (``clip_statistics``): two views side by side.
+    COMPARE_STATISTICS = "compare_statistics"
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,11 @@ class FeatureConfig:
 
     @property
     def is_sequence(self) -> bool:
-        return self.kind not in (FeatureKind.MEAN_MFCC, *FUNCTIONALS_DIM)
+        return self.kind not in (
+            FeatureKind.MEAN_MFCC,
+            FeatureKind.COMPARE_STATISTICS,
+            *FUNCTIONALS_DIM,
+        )
 
     @property
     def dim(self) -> int:
@@ -68,6 +75,8 @@ class FeatureConfig:
             return self.n_mels + len(VOICE_TRACKS)
         if self.kind in FUNCTIONALS_DIM:
             return FUNCTIONALS_DIM[self.kind]
+        if self.kind is FeatureKind.COMPARE_STATISTICS:
+            return FUNCTIONALS_DIM[FeatureKind.COMPARE] + statistics_dim(self.n_mels)
         return self.n_mels if self.kind is FeatureKind.LOGMEL_FRAMES else self.n_mfcc
 
     @property
@@ -305,6 +314,9 @@ def pool(frame_features: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
 
 def extract(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     """Features of one mono float clip already at ``config.sample_rate_hz``."""
+    if config.kind is FeatureKind.COMPARE_STATISTICS:
+        compare, frames_of_clip = (extract(samples, config=part) for part in parts(config))
+        return combine_parts(compare, frames_of_clip, config=config)
     trimmed, _ = prepare(samples, config=config)
     if config.kind in FUNCTIONALS_DIM:
         return functionals(trimmed, sample_rate_hz=config.sample_rate_hz, kind=config.kind)
@@ -338,3 +350,76 @@ def functionals(samples: np.ndarray, *, sample_rate_hz: int, kind: FeatureKind) 
         raise ValueError(f"{kind} is not an openSMILE feature set")
     values = _smile(kind).process_signal(samples.astype(np.float32), sample_rate_hz).to_numpy()[0]
     return np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+# --- ComParE and the frames' whole-clip statistics, side by side -----------------------------
+# The statistics are those the statistics models compute in their graph (``ser.models.
+# band_statistics``): per column of the frames and of 20 cepstral coefficients, the mean,
+# variance, minimum, maximum, mean squared change, the extremes of a 9-frame moving average,
+# skewness and kurtosis. Fixed here, so the feature config alone says what a model reads.
+STATISTICS_CEPSTRA = 20
+STATISTICS_SMOOTHING_FRAMES = 9
+STATISTICS_FIGURES = 9
+
+
+def statistics_dim(n_mels: int) -> int:
+    """Length of ``clip_statistics``' vector for frames of ``n_mels`` bands and the voice tracks."""
+    return STATISTICS_FIGURES * (n_mels + len(VOICE_TRACKS) + STATISTICS_CEPSTRA)
+
+
+def parts(config: FeatureConfig) -> tuple[FeatureConfig, FeatureConfig]:
+    """A ``COMPARE_STATISTICS`` config's two parts: the ComParE functionals (librosa's default
+    framing for trimming, as ``compare_linear`` reads them) and the log-mel and voice frames."""
+    compare = FeatureConfig(
+        kind=FeatureKind.COMPARE,
+        sample_rate_hz=config.sample_rate_hz,
+        trim_db=config.trim_db,
+        level_dbfs=config.level_dbfs,
+    )
+    return compare, replace(config, kind=FeatureKind.LOGMEL_VOICE_FRAMES)
+
+
+def combine_parts(
+    compare: np.ndarray, frames_of_clip: np.ndarray, *, config: FeatureConfig
+) -> np.ndarray:
+    """The ``COMPARE_STATISTICS`` vector from its parts' features."""
+    statistics = clip_statistics(
+        frames_of_clip,
+        n_mels=config.n_mels,
+        n_cepstra=STATISTICS_CEPSTRA,
+        smoothing_frames=STATISTICS_SMOOTHING_FRAMES,
+    )
+    return np.concatenate([compare, statistics]).astype(np.float32)
+
+
+def clip_statistics(
+    frames_of_clip: np.ndarray, *, n_mels: int, n_cepstra: int, smoothing_frames: int
+) -> np.ndarray:
+    """The whole-clip statistics of (frames, columns), as ``ser.models.statistics_extractor``
+    with shape moments computes them in the graph (tested to agree)."""
+    import scipy.fft
+
+    x = frames_of_clip.astype(np.float64)
+    cepstra = scipy.fft.dct(x[:, :n_mels], type=2, norm="ortho", axis=1)[:, 1 : n_cepstra + 1]
+    x = np.concatenate([x, cepstra], axis=1)
+    mean = x.mean(axis=0)
+    variance = (x * x).mean(axis=0) - mean * mean
+    smooth = _moving_average(x, smoothing_frames)
+    z = (x - mean) / np.sqrt(x.var(axis=0) + 1e-6)
+    figures = [mean, variance, x.min(axis=0), x.max(axis=0), _change_power(x)]
+    figures += [smooth.min(axis=0), smooth.max(axis=0), (z**3).mean(axis=0), (z**4).mean(axis=0)]
+    return np.concatenate(figures).astype(np.float32)
+
+
+def _change_power(x: np.ndarray) -> np.ndarray:
+    """Mean squared frame-to-frame change over the frames doubled (as the graph computes it)."""
+    return (np.diff(x, axis=0) ** 2).sum(axis=0) / (2 * len(x) - 1)
+
+
+def _moving_average(x: np.ndarray, size: int) -> np.ndarray:
+    """Centred moving average; at the edges, of the frames the window covers."""
+    before, after = (size - 1) // 2, size // 2
+    total = np.concatenate([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])
+    ends = np.minimum(np.arange(len(x)) + after + 1, len(x))
+    starts = np.maximum(np.arange(len(x)) - before, 0)
+    return (total[ends] - total[starts]) / (ends - starts)[:, np.newaxis]

@@ -14,14 +14,17 @@ import numpy as np
 
 from .distribute import Backup, Scaling, backup_for, fit_network, scaling
 from .errors import TrainingStopped
+from .features import FUNCTIONALS_DIM, STATISTICS_FIGURES, FeatureKind
 from .models import (
     STATISTICS_HEAD_BATCH,
     STATISTICS_HEAD_EPOCHS,
     Recipe,
     build_adversarial_statistics_head,
+    build_compare_statistics_linear,
     build_linear_head,
     build_model,
     build_statistics_head,
+    compare_statistics_model,
     forget_training_state,
     fuse,
     relative_extremes_basis,
@@ -176,6 +179,18 @@ def fit(
         held_out = [data.features[i] for i in test_index]
         x_val = _fixed_length(held_out, recipe.crop_frames(), rng=None)
         validation = (x_val, keras.utils.to_categorical(data.targets[test_index], n_labels))
+    if recipe.features.kind is FeatureKind.COMPARE_STATISTICS:
+        return _fit_compare_blend(
+            features,
+            y,
+            weights,
+            recipe=replace(recipe, epochs=epochs),
+            validation=validation,
+            progress=progress,
+            stop=stop,
+            stage=stage,
+            corpora=_training_corpora(data, train_index, len(targets)),
+        )
     if not recipe.network:  # the statistics head alone, on whole clips
         extractor, heads, figures = _train_statistics_heads(
             features,
@@ -237,6 +252,49 @@ def fit(
         )
         model = fuse(model, extractor, heads)
     return forget_training_state(model), {k: [float(v) for v in vs] for k, vs in history.items()}
+
+
+def _fit_compare_blend(
+    features: list[np.ndarray],
+    y: np.ndarray,
+    weights: np.ndarray,
+    *,
+    recipe: Recipe,
+    validation: tuple[np.ndarray, np.ndarray] | None,
+    progress: ProgressFn | None,
+    stop: threading.Event | None,
+    stage: str,
+    corpora: np.ndarray,
+) -> tuple[keras.Model, dict[str, list[float]]]:
+    """The linear layer on ComParE and the statistics, fitted exactly, then the MLP heads on
+    the statistics alone; one model blends them at the recipe's ``linear_weight``."""
+    x = np.stack(features)
+    linear = build_compare_statistics_linear(n_labels=y.shape[1], train_features=x)
+    history = fit_linear_exactly(
+        linear,
+        x,
+        y,
+        weights,
+        inverse_penalty=recipe.exact_linear_c,
+        iterations=recipe.epochs,
+        validation=validation,
+        report=_iteration_reporter(f"{stage} · linear", recipe.epochs, progress, stop),
+    )
+    n_compare = FUNCTIONALS_DIM[FeatureKind.COMPARE]
+    heads, _ = _train_heads(
+        x[:, n_compare:],
+        y,
+        weights,
+        recipe=recipe,
+        n_columns=(x.shape[1] - n_compare) // STATISTICS_FIGURES,
+        progress=progress,
+        stop=stop,
+        stage=stage,
+        name="statistics_head",
+        corpora=corpora,
+    )
+    model = compare_statistics_model(linear, heads, linear_weight=recipe.linear_weight)
+    return forget_training_state(model), history
 
 
 def fit_linear_exactly(
@@ -396,6 +454,36 @@ def _train_statistics_heads(
         smooth_change=recipe.head_smooth_change,
     )
     statistics = _outputs_whole(extractor, features)
+    n_columns = features[0].shape[-1] + recipe.head_cepstra
+    heads, figures = _train_heads(
+        statistics,
+        y,
+        weights,
+        recipe=recipe,
+        n_columns=n_columns,
+        progress=progress,
+        stop=stop,
+        stage=stage,
+        name=name,
+        corpora=corpora,
+    )
+    return extractor, heads, figures
+
+
+def _train_heads(
+    statistics: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None,
+    *,
+    recipe: Recipe,
+    n_columns: int,
+    progress: ProgressFn | None,
+    stop: threading.Event | None,
+    stage: str,
+    name: str,
+    corpora: np.ndarray | None,
+) -> tuple[list[keras.Model], dict[str, list[float]]]:
+    """The recipe's heads trained on whole-clip statistics (with the last head's history)."""
     epochs = recipe.epochs if recipe.head_linear else STATISTICS_HEAD_EPOCHS
     batch = recipe.batch_size if recipe.head_linear else STATISTICS_HEAD_BATCH
     adversary = (
@@ -435,7 +523,6 @@ def _train_statistics_heads(
                 **fit_settings,
             )
         else:
-            n_columns = features[0].shape[-1] + recipe.head_cepstra
             head = _statistics_head(
                 statistics, y.shape[1], n_columns, recipe=recipe, name=head_name
             )
@@ -455,7 +542,7 @@ def _train_statistics_heads(
         _raise_if_stopped(stop, len(history.get("loss", [])))
         heads.append(head)
         figures = {k: [float(v) for v in vs] for k, vs in history.items()}
-    return extractor, heads, figures
+    return heads, figures
 
 
 def _statistics_head(

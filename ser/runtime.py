@@ -280,6 +280,8 @@ _BUILDERS: dict[str, Callable[[dict[str, Any], list[Array]], Callable[..., Array
     "AveragePooling1D": _average_pooling_1d,
     "UpSampling1D": lambda config, _: lambda x: np.repeat(x, config["size"], axis=1),
     "Cropping1D": _cropping_1d,
+    "Reshape": lambda config, _: lambda x: x.reshape((len(x), *config["target_shape"])),
+    "Flatten": lambda config, _: lambda x: x.reshape((len(x), -1)),
     "Rescaling": _rescaling,
     "Add": _merge(lambda xs: functools.reduce(np.add, xs)),
     "Subtract": _merge(lambda xs: xs[0] - xs[1]),

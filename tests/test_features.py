@@ -265,3 +265,45 @@ def test_functionals_refuse_a_kind_that_is_not_an_opensmile_set() -> None:
         feats.functionals(
             np.zeros(16_000, np.float32), sample_rate_hz=16_000, kind=feats.FeatureKind.MEAN_MFCC
         )
+
+
+def test_compare_statistics_are_compare_then_the_statistics_of_the_frames() -> None:
+    config = feats.FeatureConfig(
+        kind=FeatureKind.COMPARE_STATISTICS,
+        sample_rate_hz=16_000,
+        n_mels=64,
+        n_fft=1024,
+        hop_length=384,
+        trim_db=30.0,
+        level_dbfs=-20.0,
+    )
+    clip = speech_like(duration_s=1.5, sample_rate_hz=16_000, seed=4)
+    compare_part, frames_part = feats.parts(config)
+    got = feats.extract(clip, config=config)
+    frames_of_clip = feats.extract(clip, config=frames_part)
+    assert got.shape == (config.dim,) == (6373 + 9 * (64 + 8 + 20),) and not config.is_sequence
+    np.testing.assert_array_equal(got[:6373], feats.extract(clip, config=compare_part))
+    statistics = got[6373:].reshape(9, 92)  # nine figures of each of 92 columns
+    np.testing.assert_allclose(statistics[0, :72], frames_of_clip.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(statistics[3, :72], frames_of_clip.max(axis=0), rtol=1e-5)
+    # the ComParE part reads the clip as compare_linear does, so both share its cache
+    assert compare_part == replace(FeatureConfig(kind=FeatureKind.COMPARE), **_levelled_16k())
+
+
+def _levelled_16k() -> dict[str, object]:
+    return {"sample_rate_hz": 16_000, "trim_db": 30.0, "level_dbfs": -20.0}
+
+
+def test_compare_statistics_are_assembled_from_their_parts_cache(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from ser import cache
+
+    path = tmp_path / "clip.wav"
+    sf.write(path, speech_like(duration_s=1.0, sample_rate_hz=16_000, seed=5), 16_000)
+    config = feats.FeatureConfig(kind=FeatureKind.COMPARE_STATISTICS, **_levelled_16k())
+    (first,) = cache.extract_features([(path, "")], config=config, cache_dir=tmp_path / "c")
+    parts_keys = {p.cache_key() for p in feats.parts(config)}
+    assert {d.name for d in (tmp_path / "c").iterdir()} == parts_keys  # no third copy
+    (again,) = cache.extract_features([(path, "")], config=config, cache_dir=tmp_path / "c")
+    np.testing.assert_array_equal(first, again)

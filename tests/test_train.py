@@ -222,6 +222,42 @@ def test_compare_linear_learns_the_tiny_corpus_from_its_functionals(
     assert [layer.name for layer in result.model.layers] == ["compare", "scale", "emotion"]
 
 
+@pytest.mark.slow
+def test_compare_blend_learns_the_tiny_corpus_and_runs_in_numpy(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    from ser import runtime
+
+    options = TrainOptions(model_type=ModelType.COMPARE_BLEND, epochs=30)
+    data = train.prepare([tiny_corpus], options, cache_dir=tmp_path)
+    assert {f.shape for f in data.features} == {(6373 + 828,)}
+    result = train.train_holdout(data, options)
+    assert result.scores.accuracy > 0.75  # chance is 0.25
+    path = tmp_path / "blend.keras"
+    result.model.save(path)
+    batch = np.stack(data.features[:6])
+    keras_out = np.asarray(keras.saving.load_model(path, safe_mode=True)(batch))
+    np.testing.assert_allclose(runtime.load(path)(batch), keras_out, atol=1e-5)
+    linear = result.model.get_layer("compare_statistics_linear")
+    heads = [result.model.get_layer(f"statistics_head{s}") for s in ("", "_2", "_3")]
+    blended = 0.8 * np.asarray(linear(batch)) + 0.2 * np.mean(
+        [np.asarray(h(batch[:, 6373:])) for h in heads], axis=0
+    )
+    np.testing.assert_allclose(keras_out, blended, atol=1e-5)
+
+
+@pytest.mark.parametrize("n_frames", [1, 2, 9, 40])
+def test_clip_statistics_in_numpy_are_the_graphs_statistics(n_frames: int) -> None:
+    from ser.features import clip_statistics
+
+    frames = np.random.default_rng(n_frames).normal(-40.0, 10.0, size=(n_frames, 12))
+    frames = frames.astype(np.float32)
+    graph = statistics_extractor(12, n_mels=8, n_cepstra=3, smoothing_frames=5, shape_moments=True)
+    want = graph.predict_on_batch(frames[np.newaxis])[0]
+    got = clip_statistics(frames, n_mels=8, n_cepstra=3, smoothing_frames=5)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=5e-2)
+
+
 def _per_band_figures(frames: np.ndarray) -> np.ndarray:
     change = np.diff(frames, axis=1)
     half_mean_change_power = (change**2).sum(axis=1) / (
