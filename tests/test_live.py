@@ -289,7 +289,9 @@ def test_a_live_update_costs_far_less_than_its_interval(shipped: Recognizer) -> 
     feed(session, voice(8.0, seed=6))
     costs = [u.cost_s for u in session.history()]
     assert len(costs) == 15
-    assert float(np.median(costs)) < live.INTERVAL_S / 5
+    # a third: the default reads openSMILE functionals (about 65 ms an update on an idle
+    # machine, python -m ser.bench live), and the suite runs two workers at once
+    assert float(np.median(costs)) < live.INTERVAL_S / 3
 
 
 def test_a_take_too_short_or_silent_says_so(shipped: Recognizer) -> None:
