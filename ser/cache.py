@@ -57,6 +57,15 @@ def _cache_path(cache_root: str | Path, cfg: FeatureConfig, key: str) -> Path:
     return Path(cache_root) / cfg.cache_key() / key[:2] / f"{key}.npy"
 
 
+def is_cached(cache_root: str | Path, cfg: FeatureConfig, path: Path, augmentation: str) -> bool:
+    """Whether a clip's features for ``cfg`` are in the cache (a combined kind's: both parts)."""
+    from . import features as feats
+
+    if cfg.kind is feats.FeatureKind.COMPARE_STATISTICS:
+        return all(is_cached(cache_root, p, path, augmentation) for p in feats.parts(cfg))
+    return _cache_path(cache_root, cfg, _file_key(path, augmentation)).is_file()
+
+
 def _clip_features(
     path: str, config: dict[str, Any], augmentation: str, cache_root: str
 ) -> np.ndarray | str:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .cache import _cache_path, _file_key, default_cache_dir, extract_features
+from .cache import default_cache_dir, extract_features, is_cached
 from .datasets import LabelledClip, ScanReport, name_speakers, scan
 from .emotions import ALL_EMOTIONS
 from .errors import TrainingError
@@ -69,7 +69,7 @@ def cached_count(
     cached = 0
     for path, aug in jobs:
         with contextlib.suppress(OSError):  # a file gone since the scan: prepare reports it
-            cached += _cache_path(root, options.features, _file_key(Path(path), aug)).is_file()
+            cached += is_cached(root, options.features, Path(path), aug)
     return cached, len(jobs)
 
 

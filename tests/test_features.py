@@ -302,7 +302,9 @@ def test_compare_statistics_are_assembled_from_their_parts_cache(tmp_path: Path)
     path = tmp_path / "clip.wav"
     sf.write(path, speech_like(duration_s=1.0, sample_rate_hz=16_000, seed=5), 16_000)
     config = feats.FeatureConfig(kind=FeatureKind.COMPARE_STATISTICS, **_levelled_16k())
+    assert not cache.is_cached(tmp_path / "c", config, path, "")
     (first,) = cache.extract_features([(path, "")], config=config, cache_dir=tmp_path / "c")
+    assert cache.is_cached(tmp_path / "c", config, path, "")  # both parts are there
     parts_keys = {p.cache_key() for p in feats.parts(config)}
     assert {d.name for d in (tmp_path / "c").iterdir()} == parts_keys  # no third copy
     (again,) = cache.extract_features([(path, "")], config=config, cache_dir=tmp_path / "c")
