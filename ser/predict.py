@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,9 +166,15 @@ class Recognizer:
         return Prediction(self.labels, self.probabilities(x[np.newaxis])[0])
 
     def timeline(
-        self, samples: np.ndarray, *, window_s: float = WINDOW_S, hop_s: float = HOP_S
+        self,
+        samples: np.ndarray,
+        *,
+        window_s: float = WINDOW_S,
+        hop_s: float = HOP_S,
+        progress: Callable[[float], None] | None = None,
     ) -> Timeline:
-        """Probabilities for sliding windows over the clip.
+        """Probabilities for sliding windows over the clip; the share of windows done goes to
+        ``progress`` as they are.
 
         Each window is prepared (levelled, trimmed) and featurised on its own, exactly as that
         stretch uploaded alone would be, so a window's answer is the answer for that crop.
@@ -175,17 +182,34 @@ class Recognizer:
         rate = self.config.sample_rate_hz
         width, hop = max(1, round(window_s * rate)), max(1, round(hop_s * rate))
         starts = np.arange(0, max(1, len(samples) - width + 1), hop)
-        rows = [self.predict_samples(samples[s : s + width]).probabilities for s in starts]
+        # Windows on all cores: feature extraction releases the GIL (openSMILE's too), and a
+        # five-minute clip has about 300 windows.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            windows = pool.map(
+                lambda s: feats.extract(samples[s : s + width], config=self.config), starts
+            )
+            rows = []
+            for x in windows:
+                rows.append(self._predict_features(x).probabilities)
+                if progress is not None:
+                    progress(len(rows) / len(starts))
         speech_s = np.array(
             [speech_duration_s(samples[s : s + width], sample_rate_hz=rate) for s in starts]
         )
         return Timeline(self.labels, starts / rate, window_s, np.stack(rows), speech_s)
 
-    def recognise_audio(self, audio: Audio, *, name: str = "clip") -> Result:
-        """Overall prediction, the timeline for a long clip, and quality caveats."""
+    def recognise_audio(
+        self,
+        audio: Audio,
+        *,
+        name: str = "clip",
+        progress: Callable[[float], None] | None = None,
+    ) -> Result:
+        """Overall prediction, the timeline for a long clip, and quality caveats; a long clip's
+        share done goes to ``progress`` (the timeline's windows are most of its time)."""
         timeline, whole = None, None  # the whole clip's features: for the answer and familiarity
         if audio.duration_s > LONG_CLIP_S:
-            timeline = self.timeline(audio.samples)
+            timeline = self.timeline(audio.samples, progress=progress)
             prediction = Prediction(self.labels, timeline.overall())
             if self.familiarity is not None:
                 whole = feats.extract(audio.samples, config=self.config)
@@ -234,8 +258,10 @@ class Recognizer:
         *,
         name: str | None = None,
         narrower: Narrower | None = None,
+        progress: Callable[[float], None] | None = None,
     ) -> Result:
-        """Decode, validate and recognise one clip from a path or raw bytes.
+        """Decode, validate and recognise one clip from a path or raw bytes (``progress``: as
+        for ``recognise_audio``).
 
         A recording made below this model's rate goes to ``narrower(its rate)`` instead, when
         that gives a model: this one would take the band the recording lacks for a cue.
@@ -249,8 +275,8 @@ class Recognizer:
             else None
         )
         if other is None:
-            return self.recognise_audio(audio, name=label or "recording")
-        result = other.recognise(source, name=name)
+            return self.recognise_audio(audio, name=label or "recording", progress=progress)
+        result = other.recognise(source, name=name, progress=progress)
         result.caveats.insert(
             0,
             (

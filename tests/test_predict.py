@@ -82,11 +82,13 @@ def test_compiled_call_matches_keras(recognizer: Recognizer) -> None:
 
 def test_long_clip_gets_an_emotion_over_time(recognizer: Recognizer) -> None:
     samples = np.concatenate([_clip("sad", duration_s=4.0), _clip("happy", duration_s=4.0)])
-    result = recognizer.recognise(audio_bytes(samples, sample_rate_hz=16_000))
+    done: list[float] = []
+    result = recognizer.recognise(audio_bytes(samples, sample_rate_hz=16_000), progress=done.append)
     assert result.audio.duration_s > LONG_CLIP_S
     timeline = result.timeline
     assert timeline is not None
     assert len(timeline.start_s) == 6  # 3 s windows every 1 s over 8 s
+    assert done == pytest.approx([k / 6 for k in range(1, 7)])  # each window as it is done
     np.testing.assert_allclose(timeline.probabilities.sum(axis=1), 1.0, atol=1e-4)
     np.testing.assert_allclose(result.prediction.probabilities, timeline.probabilities.mean(axis=0))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,12 +124,19 @@ def _narrower(recognizer: Recognizer) -> Narrower:
     return narrower_for(recognizer, models=models.usable_models, load=models.load_recognizer)
 
 
-def _recognise_one(recognizer: Recognizer, clip: Clip, narrower: Narrower | None) -> Outcome:
+def _recognise_one(
+    recognizer: Recognizer,
+    clip: Clip,
+    narrower: Narrower | None,
+    progress: Callable[[float], None],
+) -> Outcome:
     model = recognizer.info.name
     if (too_large := _too_large(clip)) is not None:
         return Outcome(clip, model, error=too_large)
     try:
-        result = recognizer.recognise(clip.data, name=clip.name, narrower=narrower)
+        result = recognizer.recognise(
+            clip.data, name=clip.name, narrower=narrower, progress=progress
+        )
         return Outcome(clip, result.model, result=result)
     except SERError as error:
         return Outcome(clip, model, error=str(error))
@@ -152,10 +159,22 @@ def recognise(recognizer: Recognizer, clips: Sequence[Clip], *, key: str) -> lis
     narrower = _narrower(recognizer) if models.is_default(recognizer.info) else None
     current: dict[tuple[Any, ...], Outcome] = {}
     outcomes = []
-    for clip in clips:
+    bar = st.empty()  # a long clip's windows take seconds each minute of audio: show them
+
+    def progress(i: int) -> Callable[[float], None]:
+        return lambda done: bar.progress(
+            (i + done) / len(clips), text=f"Listening to '{clips[i].name}'…"
+        )
+
+    for i, clip in enumerate(clips):
         k = (version, clip.name, clip.digest)
-        outcome = current.get(k) or previous.get(k) or _recognise_one(recognizer, clip, narrower)
+        outcome = (
+            current.get(k)
+            or previous.get(k)
+            or _recognise_one(recognizer, clip, narrower, progress(i))
+        )
         current[k] = outcome
         outcomes.append(outcome)
+    bar.empty()
     st.session_state[memo_key] = current  # only the clips on screen stay in memory
     return outcomes
