@@ -209,10 +209,17 @@ class Recognizer:
         share done goes to ``progress`` (the timeline's windows are most of its time)."""
         timeline, whole = None, None  # the whole clip's features: for the answer and familiarity
         if audio.duration_s > LONG_CLIP_S:
-            timeline = self.timeline(audio.samples, progress=progress)
+            with ThreadPoolExecutor(
+                max_workers=1
+            ) as beside:  # the whole clip, while the windows run
+                pending = (
+                    None
+                    if self.familiarity is None
+                    else beside.submit(feats.extract, audio.samples, config=self.config)
+                )
+                timeline = self.timeline(audio.samples, progress=progress)
+                whole = None if pending is None else pending.result()
             prediction = Prediction(self.labels, timeline.overall())
-            if self.familiarity is not None:
-                whole = feats.extract(audio.samples, config=self.config)
         else:
             whole = feats.extract(audio.samples, config=self.config)
             prediction = self._predict_features(whole)

@@ -15,6 +15,7 @@ import streamlit as st
 from ser.audio import FILE_EXTENSIONS, MAX_DURATION_S, MIN_DURATION_S, SUPPORTED_FORMATS
 from ser.errors import SERError
 from ui import models
+from ui.markdown import md
 
 if TYPE_CHECKING:
     from streamlit.runtime.uploaded_file_manager import UploadedFile
@@ -163,7 +164,7 @@ def recognise(recognizer: Recognizer, clips: Sequence[Clip], *, key: str) -> lis
 
     def progress(i: int) -> Callable[[float], None]:
         return lambda done: bar.progress(
-            (i + done) / len(clips), text=f"Listening to '{clips[i].name}'…"
+            (i + done) / len(clips), text=f"Listening to '{md(clips[i].name)}'…"
         )
 
     for i, clip in enumerate(clips):
