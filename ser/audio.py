@@ -76,6 +76,10 @@ QUIET_DBFS = -45.0  # flags ~7% of RAVDESS clips and no TESS clip
 CLIPPED_LEVEL = 0.99  # |sample| at or above this counts as clipped
 CLIPPED_FRACTION = 0.005
 MIN_SPEECH_S = 1.0  # training clips hold about 1-2.5 s of speech
+# Audible up to less than this share of the model's Nyquist frequency: band-limited before it
+# was saved (an upsampled phone call holds nothing above 4 kHz; at 16 kHz every training
+# corpus reaches 7-8 kHz, in 60 clips each the lowest ASED clip 4.0 and EmoSpeech 4.5 kHz).
+BAND_LIMITED_SHARE = 0.8
 
 _SUPPORTED = ", ".join(SUPPORTED_FORMATS)
 _UNKNOWN_FRAMES = 2**63 - 1  # libsndfile's SF_COUNT_MAX: the header does not state a length
@@ -84,6 +88,7 @@ _HEAD_BYTES = 64  # enough to recognise the containers below
 _FRAME_S = 0.02  # for levels and speech estimates
 _ACTIVE_S = 0.5  # active_level_dbfs looks at this much of the loudest audio
 _VAD_FLOOR_DBFS = -70.0
+_AUDIBLE_DB = -50.0  # against the speech band's (300 Hz - 3 kHz) median level
 _WAV_DATA_LOG = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
 
 
@@ -671,6 +676,26 @@ def _frame_powers(samples: np.ndarray, *, sample_rate_hz: int) -> np.ndarray:
     return np.mean(np.square(frames, dtype=np.float64), axis=1)
 
 
+def audible_bandwidth_hz(samples: np.ndarray, *, sample_rate_hz: int) -> float:
+    """The highest frequency whose long-term level is within 50 dB of the speech band's.
+
+    A file's rate says what it could hold, not what was recorded: a phone call saved at
+    44.1 kHz holds nothing above 4 kHz. Returns the Nyquist frequency when there is no sound.
+    """
+    from scipy.signal import welch
+
+    nyquist_hz = sample_rate_hz / 2
+    if len(samples) < 64:
+        return nyquist_hz
+    frequencies, power = welch(samples, fs=sample_rate_hz, nperseg=min(512, len(samples)))
+    speech_band = power[(frequencies >= 300) & (frequencies <= 3000)]
+    reference = float(np.median(speech_band)) if speech_band.size else 0.0
+    if reference <= 0:
+        return nyquist_hz
+    audible = np.flatnonzero(power > reference * 10 ** (_AUDIBLE_DB / 10))
+    return float(frequencies[audible[-1]]) if audible.size else nyquist_hz
+
+
 def assess_quality(audio: Audio) -> list[str]:
     """Plain-language caveats about a usable clip; empty when nothing stands out."""
     caveats = []
@@ -684,6 +709,14 @@ def assess_quality(audio: Audio) -> list[str]:
             f"The recording's sample rate is low ({audio.source_sample_rate_hz / 1000:g} kHz), "
             "so it lacks high frequencies the model learnt from."
         )
+    else:
+        audible_hz = audible_bandwidth_hz(audio.samples, sample_rate_hz=audio.sample_rate_hz)
+        if audible_hz < BAND_LIMITED_SHARE * audio.sample_rate_hz / 2:
+            caveats.append(
+                f"The recording holds almost nothing above {audible_hz / 1000:.1f} kHz "
+                "(as a phone call does), so it lacks high frequencies the model learnt from "
+                "and the result may be much less reliable."
+            )
     level = active_level_dbfs(audio.samples, sample_rate_hz=audio.sample_rate_hz)
     if level < QUIET_DBFS:
         caveats.append(

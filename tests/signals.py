@@ -107,8 +107,9 @@ def speech_like(
     t = _times(duration_s, sample_rate_hz)
     pitch = f0_hz * (1 + 0.1 * np.sin(2 * np.pi * 3 * t + rng.uniform(0, 2 * np.pi)))
     phase = 2 * np.pi * np.cumsum(pitch) / sample_rate_hz
-    # Harmonics falling off like a glottal source, up to ~4 kHz and below Nyquist.
-    top = int(min(4000, sample_rate_hz / 2 - 100) // f0_hz)
+    # Harmonics falling off like a glottal source, up to just below Nyquist (as recorded
+    # speech reaches it: a clip that stops at 4 kHz is flagged as band-limited).
+    top = int((sample_rate_hz / 2 - 100) // (f0_hz * 1.1))
     voiced = sum(np.sin(k * phase) / k for k in range(1, max(top, 1) + 1))
     slot = np.floor(t / syllable_s).astype(int)
     on = rng.random(slot.max() + 1 if slot.size else 0) < speech_fraction

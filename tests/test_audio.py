@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -606,6 +607,30 @@ def test_a_resampled_square_wave_is_still_flagged_as_clipped() -> None:
     caveats = assess_quality(load_audio(data, sample_rate_hz=RATE_HZ))
 
     assert any("of the samples are clipped" in caveat for caveat in caveats), caveats
+
+
+def test_a_phone_call_saved_at_a_high_rate_is_flagged_as_band_limited() -> None:
+    speech = signals.speech_like(duration_s=3.0, sample_rate_hz=44_100, amplitude=0.5)
+    call = audio.band_limited(speech, sample_rate_hz=44_100, source_rate_hz=8_000)
+
+    caveats = assess_quality(_clip(call, rate_hz=44_100))
+
+    assert len(caveats) == 1, caveats
+    assert re.fullmatch(
+        r"The recording holds almost nothing above (3\.9|4\.0) kHz \(as a phone call does\), so "
+        r"it lacks high frequencies the model learnt from and the result may be much less "
+        r"reliable\.",
+        caveats[0],
+    ), caveats
+
+
+def test_the_audible_band_is_where_the_sound_stops() -> None:
+    speech = signals.speech_like(duration_s=2.0, sample_rate_hz=16_000, amplitude=0.5)
+    for source_hz, expected_hz in ((16_000, 7_700), (11_025, 5_500), (8_000, 4_000)):
+        limited = audio.band_limited(speech, sample_rate_hz=16_000, source_rate_hz=source_hz)
+        audible_hz = audio.audible_bandwidth_hz(limited, sample_rate_hz=16_000)
+        assert audible_hz == pytest.approx(expected_hz, abs=250), source_hz
+    assert audio.audible_bandwidth_hz(np.zeros(16_000), sample_rate_hz=16_000) == 8_000
 
 
 def test_quiet_speech_is_flagged_but_accepted() -> None:
