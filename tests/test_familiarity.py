@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ser import store
-from ser.audio import Audio
+from ser.audio import Audio, resample
 from ser.familiarity import Familiarity, fit_familiarity, summary
 from ser.predict import UNFAMILIAR, Recognizer
 from tests.signals import speech_like
@@ -92,16 +92,18 @@ def test_a_tiny_model_flags_noise_and_not_its_own_kind_of_clip(tiny_models_dir: 
     recognizer = Recognizer.load("tiny-classic", tiny_models_dir)
     assert recognizer.familiarity is not None  # every trained model carries one
     rate = recognizer.config.sample_rate_hz
-    # Like the tiny corpus's clips (tests/conftest.py), but a new seed: a new clip of the kind.
-    alike = speech_like(
+    # Like the tiny corpus's clips (tests/conftest.py: made at 16 kHz, so nothing above 8 kHz),
+    # but a new seed: a new clip of the kind.
+    made = speech_like(
         duration_s=1.2,
-        sample_rate_hz=rate,
+        sample_rate_hz=16_000,
         seed=301,
         f0_hz=180.0,
         syllable_s=0.15,
         amplitude=0.7,
         speech_fraction=1.0,
     )
+    alike = resample(made, from_rate_hz=16_000, to_rate_hz=rate)
     noise = 0.5 * np.random.default_rng(0).standard_normal(rate * 2).astype(np.float32)
     assert recognizer.is_familiar(alike) is True
     assert recognizer.is_familiar(noise) is False
