@@ -714,8 +714,8 @@ def assess_quality(audio: Audio) -> list[str]:
         if audible_hz < BAND_LIMITED_SHARE * audio.sample_rate_hz / 2:
             caveats.append(
                 f"The recording holds almost nothing above {audible_hz / 1000:.1f} kHz "
-                "(as a phone call does), so it lacks high frequencies the model learnt from "
-                "and the result may be much less reliable."
+                "(as a phone call or another low-rate recording does), so it lacks high "
+                "frequencies the model learnt from and the result may be much less reliable."
             )
     level = active_level_dbfs(audio.samples, sample_rate_hz=audio.sample_rate_hz)
     if level < QUIET_DBFS:

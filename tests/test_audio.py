@@ -617,9 +617,9 @@ def test_a_phone_call_saved_at_a_high_rate_is_flagged_as_band_limited() -> None:
 
     assert len(caveats) == 1, caveats
     assert re.fullmatch(
-        r"The recording holds almost nothing above (3\.9|4\.0) kHz \(as a phone call does\), so "
-        r"it lacks high frequencies the model learnt from and the result may be much less "
-        r"reliable\.",
+        r"The recording holds almost nothing above (3\.9|4\.0) kHz \(as a phone call or another "
+        r"low-rate recording does\), so it lacks high frequencies the model learnt from and the "
+        r"result may be much less reliable\.",
         caveats[0],
     ), caveats
 
