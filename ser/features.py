@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .audio import active_level_dbfs
+from .audio import active_level_dbfs, band_limited
 
 # Bump whenever a function below changes its output for some config: cached training features
 # are keyed by it, and would otherwise be reused from the old code.
@@ -59,6 +59,16 @@ class FeatureConfig:
     # a microphone's gain is arbitrary, and absolute level would otherwise sway the answer.
     # None keeps the level as recorded (the card's recipe, and models saved before this).
     level_dbfs: float | None = None
+    # Nothing above this frequency reaches the features, as in a recording made at twice this
+    # rate: a model for phone calls learns only from the band they hold (docs/experiments.md).
+    # None hears the whole band of sample_rate_hz.
+    band_limit_hz: int | None = None
+
+    @property
+    def heard_band_hz(self) -> float:
+        """The highest frequency the features hold."""
+        nyquist_hz = self.sample_rate_hz / 2
+        return nyquist_hz if self.band_limit_hz is None else min(nyquist_hz, self.band_limit_hz)
 
     @property
     def is_sequence(self) -> bool:
@@ -85,8 +95,9 @@ class FeatureConfig:
 
     def to_dict(self) -> dict[str, Any]:
         settings = {**asdict(self), "kind": self.kind.value}
-        if self.level_dbfs is None:  # as before the setting existed: old feature caches still match
-            del settings["level_dbfs"]
+        for added_later in ("level_dbfs", "band_limit_hz"):  # unset: old feature caches still match
+            if settings[added_later] is None:
+                del settings[added_later]
         return settings
 
     @classmethod
@@ -289,7 +300,14 @@ def level(samples: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
 
 
 def prepare(samples: np.ndarray, *, config: FeatureConfig) -> tuple[np.ndarray, int]:
-    """The part of the clip features are taken from (levelled, trimmed), and its first index."""
+    """The part of the clip features are taken from (band-limited, levelled, trimmed), and its
+    first index."""
+    if config.band_limit_hz is not None:
+        samples = band_limited(
+            samples,
+            sample_rate_hz=config.sample_rate_hz,
+            source_rate_hz=2 * config.band_limit_hz,
+        )
     return trim(level(samples, config=config), config=config)
 
 
@@ -375,6 +393,7 @@ def parts(config: FeatureConfig) -> tuple[FeatureConfig, FeatureConfig]:
         sample_rate_hz=config.sample_rate_hz,
         trim_db=config.trim_db,
         level_dbfs=config.level_dbfs,
+        band_limit_hz=config.band_limit_hz,
     )
     return compare, replace(config, kind=FeatureKind.LOGMEL_VOICE_FRAMES)
 

@@ -309,3 +309,36 @@ def test_compare_statistics_are_assembled_from_their_parts_cache(tmp_path: Path)
     assert {d.name for d in (tmp_path / "c").iterdir()} == parts_keys  # no third copy
     (again,) = cache.extract_features([(path, "")], config=config, cache_dir=tmp_path / "c")
     np.testing.assert_array_equal(first, again)
+
+
+def test_a_band_limit_hears_a_clip_as_if_recorded_at_twice_that_rate() -> None:
+    from ser.audio import band_limited
+
+    speech = speech_like(duration_s=2.0, sample_rate_hz=16_000, amplitude=0.5, seed=3)
+    full = FeatureConfig(
+        kind=FeatureKind.LOGMEL_FRAMES, sample_rate_hz=16_000, n_fft=1024, hop_length=384
+    )
+    limited = replace(full, band_limit_hz=4_000)
+    call = band_limited(speech, sample_rate_hz=16_000, source_rate_hz=8_000)
+
+    np.testing.assert_allclose(
+        feats.extract(speech, config=limited), feats.extract(call, config=full), atol=1e-3
+    )
+    assert not np.allclose(
+        feats.extract(speech, config=limited), feats.extract(speech, config=full)
+    )
+    assert (full.heard_band_hz, limited.heard_band_hz) == (8_000, 4_000)
+    assert FeatureConfig.from_dict(limited.to_dict()) == limited
+    assert limited.cache_key() != full.cache_key()
+
+
+def test_configs_without_a_band_limit_keep_their_cache_keys() -> None:
+    """Features cached before the setting existed stay valid: the default's ComParE part."""
+    from ser.models import RECIPES, ModelType
+
+    compare, _ = feats.parts(RECIPES[ModelType.COMPARE_BLEND].features)
+    narrow, _ = feats.parts(RECIPES[ModelType.COMPARE_BLEND_NARROW].features)
+
+    assert "band_limit_hz" not in compare.to_dict()
+    assert compare.cache_key() == "c63b6eb782c83125"
+    assert narrow.band_limit_hz == 4_000 and narrow.cache_key() != compare.cache_key()
