@@ -76,9 +76,10 @@ QUIET_DBFS = -45.0  # flags ~7% of RAVDESS clips and no TESS clip
 CLIPPED_LEVEL = 0.99  # |sample| at or above this counts as clipped
 CLIPPED_FRACTION = 0.005
 MIN_SPEECH_S = 1.0  # training clips hold about 1-2.5 s of speech
-# Audible up to less than this share of the model's Nyquist frequency: band-limited before it
-# was saved (an upsampled phone call holds nothing above 4 kHz; at 16 kHz every training
-# corpus reaches 7-8 kHz, in 60 clips each the lowest ASED clip 4.0 and EmoSpeech 4.5 kHz).
+# A recording holding less than this share of the band a model hears lacks part of it: a file
+# at a low rate, or one band-limited before it was saved (an upsampled phone call holds nothing
+# above 4 kHz; at 16 kHz every training corpus reaches 7-8 kHz, in 60 clips each the lowest
+# ASED clip 4.0 and EmoSpeech 4.5 kHz).
 BAND_LIMITED_SHARE = 0.8
 
 _SUPPORTED = ", ".join(SUPPORTED_FORMATS)
@@ -696,27 +697,43 @@ def audible_bandwidth_hz(samples: np.ndarray, *, sample_rate_hz: int) -> float:
     return float(frequencies[audible[-1]]) if audible.size else nyquist_hz
 
 
-def assess_quality(audio: Audio) -> list[str]:
-    """Plain-language caveats about a usable clip; empty when nothing stands out."""
+def band_held_hz(audio: Audio) -> float:
+    """The highest frequency the recording holds: half its file's rate, or lower where its
+    sound stops (an upsampled phone call)."""
+    audible_hz = audible_bandwidth_hz(audio.samples, sample_rate_hz=audio.sample_rate_hz)
+    return min(audio.source_sample_rate_hz / 2, audible_hz)
+
+
+def fills_band(band_hz: float, *, heard_band_hz: float) -> bool:
+    """Whether a recording holding frequencies up to ``band_hz`` fills a model's band (all
+    but its top fifth): if not, the model takes the missing band for a cue."""
+    return band_hz >= BAND_LIMITED_SHARE * heard_band_hz
+
+
+def assess_quality(audio: Audio, *, heard_band_hz: float | None = None) -> list[str]:
+    """Plain-language caveats about a usable clip; empty when nothing stands out.
+
+    ``heard_band_hz``: the band the model's features hold (``FeatureConfig.heard_band_hz``),
+    half the clip's rate unless the model is band-limited.
+    """
+    heard_hz = audio.sample_rate_hz / 2 if heard_band_hz is None else heard_band_hz
     caveats = []
     if audio.truncated:
         caveats.append(
             f"The file seems to be cut short: only the first {audio.duration_s:.1f} s "
             "could be decoded."
         )
-    if audio.source_sample_rate_hz < audio.sample_rate_hz:  # see ser.bench channels
-        caveats.append(
+    if not fills_band(audio.source_sample_rate_hz / 2, heard_band_hz=heard_hz):
+        caveats.append(  # see ser.bench channels
             f"The recording's sample rate is low ({audio.source_sample_rate_hz / 1000:g} kHz), "
             "so it lacks high frequencies the model learnt from."
         )
-    else:
-        audible_hz = audible_bandwidth_hz(audio.samples, sample_rate_hz=audio.sample_rate_hz)
-        if audible_hz < BAND_LIMITED_SHARE * audio.sample_rate_hz / 2:
-            caveats.append(
-                f"The recording holds almost nothing above {audible_hz / 1000:.1f} kHz "
-                "(as a phone call or another low-rate recording does), so it lacks high "
-                "frequencies the model learnt from and the result may be much less reliable."
-            )
+    elif not fills_band(audible_hz := band_held_hz(audio), heard_band_hz=heard_hz):
+        caveats.append(
+            f"The recording holds almost nothing above {audible_hz / 1000:.1f} kHz "
+            "(as a phone call or another low-rate recording does), so it lacks high "
+            "frequencies the model learnt from and the result may be much less reliable."
+        )
     level = active_level_dbfs(audio.samples, sample_rate_hz=audio.sample_rate_hz)
     if level < QUIET_DBFS:
         caveats.append(

@@ -19,15 +19,22 @@ from typing import Any
 import numpy as np
 
 from . import features as feats
-from .audio import Audio, assess_quality, load_audio, speech_duration_s
+from .audio import (
+    Audio,
+    assess_quality,
+    band_held_hz,
+    fills_band,
+    load_audio,
+    speech_duration_s,
+)
 from .errors import ModelError, SERError
 from .evaluation import with_temperature
 from .familiarity import Familiarity
 from .runtime import NumpyModel
-from .store import ModelInfo, find_model, list_models, load_network, model_for_source_rate
+from .store import ModelInfo, find_model, list_models, load_network, model_for_band
 
-# For a recording's sample rate, a model that needs no more (or None): see Recognizer.recognise.
-Narrower = Callable[[int], "Recognizer | None"]
+# For the band a recording holds (Hz), a model that band fills (or None): see Recognizer.recognise.
+Narrower = Callable[[float], "Recognizer | None"]
 LONG_CLIP_S = 5.0  # beyond this a clip also gets the emotion over time
 WINDOW_S = 3.0  # about the length of the training clips
 HOP_S = 1.0
@@ -223,7 +230,7 @@ class Recognizer:
         else:
             whole = feats.extract(audio.samples, config=self.config)
             prediction = self._predict_features(whole)
-        caveats = assess_quality(audio)
+        caveats = assess_quality(audio, heard_band_hz=self.config.heard_band_hz)
         familiar = None if whole is None else self._is_familiar_features(whole)
         if familiar is False:
             caveats.append(self._unfamiliar())
@@ -270,29 +277,37 @@ class Recognizer:
         """Decode, validate and recognise one clip from a path or raw bytes (``progress``: as
         for ``recognise_audio``).
 
-        A recording made below this model's rate goes to ``narrower(its rate)`` instead, when
-        that gives a model: this one would take the band the recording lacks for a cue.
+        A recording that lacks part of this model's band (made at a lower rate, or band-limited
+        before it was saved) goes to ``narrower(the band it holds)`` instead, when that gives
+        another model: this one would take the missing band for a cue.
         """
         label = name or (None if isinstance(source, bytes) else Path(source).name)
         audio = load_audio(source, sample_rate_hz=self.config.sample_rate_hz, name=label)
-        source_rate_hz = audio.source_sample_rate_hz
+        band_hz = band_held_hz(audio) if narrower else self.config.heard_band_hz
         other = (
-            narrower(source_rate_hz)
-            if narrower and source_rate_hz < self.config.sample_rate_hz
-            else None
+            None
+            if narrower is None or fills_band(band_hz, heard_band_hz=self.config.heard_band_hz)
+            else narrower(band_hz)
         )
-        if other is None:
+        if other is None or other.info.name == self.info.name:
             return self.recognise_audio(audio, name=label or "recording", progress=progress)
         result = other.recognise(source, name=name, progress=progress)
-        result.caveats.insert(
-            0,
-            (
-                f"Answered by the model {other.info.name}, which hears up to "
-                f"{other.config.sample_rate_hz / 2000:g} kHz: this recording was made at "
-                f"{source_rate_hz / 1000:g} kHz, and {self.info.name} learnt from higher frequencies."
-            ),
-        )
+        result.caveats.insert(0, self._handed_to(other, audio, band_hz))
         return result
+
+    def _handed_to(self, other: Recognizer, audio: Audio, band_hz: float) -> str:
+        """Why ``other`` answered a recording holding frequencies up to ``band_hz``."""
+        rate_hz = audio.source_sample_rate_hz
+        held = (
+            f"was made at {rate_hz / 1000:g} kHz"
+            if not fills_band(rate_hz / 2, heard_band_hz=self.config.heard_band_hz)
+            else f"holds almost nothing above {band_hz / 1000:.1f} kHz"
+        )
+        return (
+            f"Answered by the model {other.info.name}, which hears up to "
+            f"{other.config.heard_band_hz / 1000:g} kHz: this recording {held}, and "
+            f"{self.info.name} learnt from higher frequencies."
+        )
 
     def recognise_many(
         self, sources: Sequence[str | os.PathLike[str] | bytes], *, narrower: Narrower | None = None
@@ -316,14 +331,12 @@ def narrower_for(
     models: Callable[[], Sequence[ModelInfo]],
     load: Callable[[ModelInfo], Recognizer],
 ) -> Narrower:
-    """For ``recognizer``: the best shipped model among ``models()`` that a recording's rate
-    fully feeds, loaded by ``load``; None when there is none or it cannot load (``recognizer``
-    then answers, with its low-rate caveat)."""
+    """For ``recognizer``: the best shipped model among ``models()`` whose band a recording
+    fills, loaded by ``load``; None when there is none or it cannot load (``recognizer`` then
+    answers, with its caveat about the missing band)."""
 
-    def narrower(source_rate_hz: int) -> Recognizer | None:
-        info = model_for_source_rate(
-            models(), source_rate_hz=source_rate_hz, labels=recognizer.labels
-        )
+    def narrower(band_hz: float) -> Recognizer | None:
+        info = model_for_band(models(), band_hz=band_hz, labels=recognizer.labels)
         if info is None:
             return None
         try:

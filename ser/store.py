@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .audio import fills_band
 from .errors import ModelError
 from .familiarity import Familiarity
 from .features import FeatureConfig, FeatureKind
@@ -56,6 +57,7 @@ SCHEMA: dict[str, Spec] = {
             "hop_length": _POSITIVE,
             "trim_db": ((*_NUMBER, type(None)), False, None),
             "level_dbfs": ((*_NUMBER, type(None)), False, None),
+            "band_limit_hz": ((int, type(None)), False, None),
         },
     ),
     "evaluation": (
@@ -148,6 +150,8 @@ def validate_metadata(metadata: object) -> dict[str, Any]:
         raise ValueError(f"features.kind '{features['kind']}' is not a known kind of features")
     if features["sample_rate_hz"] > _MAX_MODEL_RATE_HZ:
         raise ValueError(f"features.sample_rate_hz must be at most {_MAX_MODEL_RATE_HZ:,}")
+    if (band_limit_hz := features.get("band_limit_hz")) is not None and band_limit_hz <= 0:
+        raise ValueError(f"features.band_limit_hz must be positive, not {band_limit_hz}")
     FeatureConfig.from_dict(features)
     if "calibration" in metadata and not metadata["calibration"]["temperature"] > 0:
         raise ValueError("calibration.temperature must be positive")
@@ -293,16 +297,18 @@ def default_model(models: list[ModelInfo]) -> ModelInfo | None:
     A user's voice and microphone are a corpus no model has heard: the worst such figure is
     the one to protect. Models are compared on the unseen corpora they were all scored on
     (a model held out on more corpora has more chances of a bad worst figure), or each on its
-    own where they share none.
+    own where they share none. A band-limited model comes after every full-band one: it is for
+    the recordings that lack the band (``model_for_band``), whatever its figures.
     """
     usable = [m for m in models if m.ok]
     accurate = [m for m in usable if m.shipped and (m.accuracy or 0.0) >= DEFAULT_MIN_ACCURACY]
     common = _corpora_all_scored_on(accurate)
 
-    def rank(m: ModelInfo) -> tuple[bool, bool, float, float]:
+    def rank(m: ModelInfo) -> tuple[bool, bool, bool, float, float]:
         is_accurate = m in accurate
         worst = (_worst_on(m, common) if common else worst_unseen_accuracy(m)) or 0.0
-        return (m.shipped, is_accurate, worst if is_accurate else 0.0, m.accuracy or 0.0)
+        full_band = m.features.band_limit_hz is None
+        return (m.shipped, full_band, is_accurate, worst if is_accurate else 0.0, m.accuracy or 0.0)
 
     ranked = sorted(usable, key=rank, reverse=True)
     return ranked[0] if ranked else None
@@ -324,13 +330,15 @@ def _worst_on(info: ModelInfo, corpora: set[str]) -> float | None:
     return min(known) if known else None
 
 
-def model_for_source_rate(
-    models: Sequence[ModelInfo], *, source_rate_hz: int, labels: Sequence[str]
+def model_for_band(
+    models: Sequence[ModelInfo], *, band_hz: float, labels: Sequence[str]
 ) -> ModelInfo | None:
-    """The best shipped model with these labels that needs no more than ``source_rate_hz``.
+    """The best shipped model with these labels whose band a recording holding frequencies up
+    to ``band_hz`` fills (``ser.audio.fills_band``).
 
-    A model takes a band it learnt from but a recording cannot hold (nothing above 8 kHz in a
-    16 kHz file) for a cue: such a recording is better answered by a model that never heard it.
+    A model takes a band it learnt from but a recording lacks (nothing above 8 kHz in a 16 kHz
+    file, nothing above 4 kHz in a phone call) for a cue: such a recording is better answered
+    by a model that never heard that band.
     """
     fitting = [
         m
@@ -338,7 +346,7 @@ def model_for_source_rate(
         if m.ok
         and m.shipped
         and m.labels == list(labels)
-        and m.features.sample_rate_hz <= source_rate_hz
+        and fills_band(band_hz, heard_band_hz=m.features.heard_band_hz)
     ]
     return default_model(fitting)
 

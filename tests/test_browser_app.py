@@ -55,9 +55,7 @@ def test_upload_shows_emotion_and_charts(app_url: str, chrome, clips: Path) -> N
     assert page.get_by_text("Most likely emotion in speech.wav").count() == 1
     # speech.wav is a 16 kHz recording: the default hands it to a shipped model that it fully feeds.
     default = store.default_model(store.list_models())
-    narrow = store.model_for_source_rate(
-        store.list_models(), source_rate_hz=16_000, labels=default.labels
-    )
+    narrow = store.model_for_band(store.list_models(), band_hz=8_000, labels=default.labels)
     if narrow is not None and narrow.name != default.name:
         assert (
             page.get_by_text(f"Answered by the model {narrow.name}, which hears up to").count() == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -218,10 +219,10 @@ def test_a_narrower_model_answers_a_recording_made_below_the_models_rate(
 ) -> None:
     classic = Recognizer.load("tiny-classic", tiny_models_dir)  # 22.05 kHz
     other = Recognizer.load("tiny-cnn", tiny_models_dir)
-    asked: list[int] = []
+    asked: list[float] = []
 
-    def narrower(source_rate_hz: int) -> Recognizer:
-        asked.append(source_rate_hz)
+    def narrower(band_hz: float) -> Recognizer:
+        asked.append(band_hz)
         return other
 
     low = classic.recognise(
@@ -232,7 +233,8 @@ def test_a_narrower_model_answers_a_recording_made_below_the_models_rate(
         audio_bytes(full, sample_rate_hz=44_100), name="high.wav", narrower=narrower
     )
 
-    assert asked == [16_000]  # never asked about a recording at or above the model's rate
+    # Asked once, with the band a 16 kHz file holds: never about one that fills the model's band.
+    assert len(asked) == 1 and 7_000 < asked[0] <= 8_000
     assert (low.model, high.model) == ("tiny-cnn", "tiny-classic")
     assert low.caveats[0] == (
         "Answered by the model tiny-cnn, which hears up to 11.025 kHz: this recording was made at "
@@ -265,7 +267,7 @@ def test_the_default_hands_a_16_khz_recording_to_a_model_that_hears_it_whole(
         answered = default.recognise(
             audio_bytes(copy, sample_rate_hz=16_000), name="copy", narrower=narrower
         )
-        answering = default if answered.model == default.info.name else narrower(16_000)
+        answering = default if answered.model == default.info.name else narrower(8_000)
         assert answering is not None and answering.info.name == answered.model
         assert answering.config.sample_rate_hz <= 16_000
         unchanged += answered.prediction.emotion == answering.recognise(clip).prediction.emotion
@@ -295,3 +297,43 @@ def test_a_narrower_model_that_cannot_load_leaves_the_answer_to_the_model_asked(
 
     assert result.model == "tiny-classic"
     assert any("sample rate is low (16 kHz)" in caveat for caveat in result.caveats)
+
+
+def test_a_phone_call_saved_at_a_high_rate_goes_to_a_band_limited_model(
+    tiny_models_dir: Path, tmp_path: Path
+) -> None:
+    """A file's rate says what it could hold, not what was recorded: a phone call saved at
+    44.1 kHz holds nothing above 4 kHz, and is answered by a model that never heard more."""
+    import json
+    import shutil
+
+    from ser import audio
+
+    folder = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, folder)
+    meta = json.loads((folder / "tiny-cnn.json").read_text())
+    meta["shipped"], meta["features"]["band_limit_hz"] = True, 4_000
+    del meta["sha256"]
+    (folder / "tiny-cnn.json").write_text(json.dumps(meta))
+    classic = Recognizer.load("tiny-classic", folder)  # 22.05 kHz: hears up to 11 kHz
+    narrower = shipped_narrower(classic, folder)
+    speech = speech_like(duration_s=1.5, sample_rate_hz=44_100, seed=7, speech_fraction=1.0)
+    call = audio.band_limited(speech, sample_rate_hz=44_100, source_rate_hz=8_000)
+
+    full = classic.recognise(audio_bytes(speech, sample_rate_hz=44_100), narrower=narrower)
+    phone = classic.recognise(audio_bytes(call, sample_rate_hz=44_100), narrower=narrower)
+
+    assert (full.model, phone.model) == ("tiny-classic", "tiny-cnn")
+    assert re.fullmatch(
+        r"Answered by the model tiny-cnn, which hears up to 4 kHz: this recording holds almost "
+        r"nothing above (3\.9|4\.0) kHz, and tiny-classic learnt from higher frequencies\.",
+        phone.caveats[0],
+    ), phone.caveats
+    # The model that answers hears no more than the call holds: no caveat about a missing band.
+    assert not any("holds almost nothing above" in c for c in phone.caveats[1:]), phone.caveats
+    expected = Recognizer.load("tiny-cnn", folder).recognise(
+        audio_bytes(call, sample_rate_hz=44_100)
+    )
+    np.testing.assert_allclose(
+        phone.prediction.probabilities, expected.prediction.probabilities, atol=1e-6
+    )

@@ -161,10 +161,15 @@ def _info(
     accuracy: float,
     shipped: bool = True,
     labels: tuple[str, ...] = ("a", "b"),
+    band_limit_hz: int | None = None,
 ) -> store.ModelInfo:
     metadata = {
         "labels": list(labels),
-        "features": {"kind": "logmel_frames", "sample_rate_hz": rate_hz},
+        "features": {
+            "kind": "logmel_frames",
+            "sample_rate_hz": rate_hz,
+            "band_limit_hz": band_limit_hz,
+        },
         "shipped": shipped,
         "evaluation": {"mean_accuracy": accuracy},
     }
@@ -181,7 +186,7 @@ def test_a_recording_below_a_models_rate_goes_to_the_best_shipped_model_it_feeds
     ]
 
     def pick(rate_hz: int) -> str | None:
-        info = store.model_for_source_rate(models, source_rate_hz=rate_hz, labels=["a", "b"])
+        info = store.model_for_band(models, band_hz=rate_hz / 2, labels=["a", "b"])
         return None if info is None else info.name
 
     assert [pick(r) for r in (48_000, 22_050, 16_000, 11_025, 8_000, 4_000)] == [
@@ -190,6 +195,28 @@ def test_a_recording_below_a_models_rate_goes_to_the_best_shipped_model_it_feeds
         "narrow",
         "narrower-but-worse",
         "narrower-but-worse",
+        None,
+    ]
+
+
+def test_a_band_limited_model_answers_only_recordings_that_lack_the_band() -> None:
+    models = [
+        _info("full", rate_hz=16_000, accuracy=0.60),
+        _info("phone", rate_hz=16_000, accuracy=0.70, band_limit_hz=4_000),
+    ]
+
+    def pick(band_hz: float) -> str | None:
+        info = store.model_for_band(models, band_hz=band_hz, labels=["a", "b"])
+        return None if info is None else info.name
+
+    # More accurate on its own band-limited clips, but never the default for a whole band.
+    assert store.default_model(models).name == "full"
+    assert [pick(b) for b in (8_000, 6_400, 6_300, 3_600, 3_200, 3_100)] == [
+        "full",
+        "full",
+        "phone",
+        "phone",
+        "phone",
         None,
     ]
 
