@@ -17,7 +17,8 @@ one 20 ms frame, and the interval between updates when the stream arrives in rea
 ``python -m ser.bench channels --data DIR ...``: trains a model type on one RAVDESS fold's
 training side and scores the held-out actors as recorded (the reference), band-limited as
 by a 16 kHz or 8 kHz recording, and with white noise: what a corpus or microphone unlike
-the training data does to accuracy.
+the training data does to accuracy. ``--narrow-model-type TYPE`` trains that band-limited type
+too and scores the pair as the app runs it: clips that lack the first one's band go to it.
 
 ``python -m ser.bench batch --data DIR``: batch prediction (``predict --output``, ser.batch)
 of the first clips under DIR with 1, 2 and N jobs, against the reference measured in the same
@@ -35,8 +36,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import keras
+
+    from .features import FeatureConfig
 
 
 def _speech_like(duration_s: float, sample_rate_hz: int) -> np.ndarray:
@@ -176,17 +183,29 @@ def _channels(sample_rate_hz: int) -> dict[str, Callable[[np.ndarray], np.ndarra
     }
 
 
-def channels(folders: list[Path], model_type: str, fold: int) -> None:
-    from . import features as feats
+def channels(
+    folders: list[Path], model_type: str, fold: int, narrow_type: str | None = None
+) -> None:
+    """Each channel's accuracy; with ``narrow_type``, also that of the pair the app runs: the
+    clips that do not fill ``model_type``'s band answered by ``narrow_type`` instead."""
     from .audio import load_audio
     from .cli import progress_bar
     from .models import ModelType
-    from .train import TrainOptions, fit, prepare, ravdess_folds, score_features
+    from .train import TrainOptions, fit, prepare, ravdess_folds
 
     options = TrainOptions(model_type=ModelType(model_type))
     data = prepare(folders, options, progress=progress_bar)
     train_index, test_index = ravdess_folds(data.clips)[fold - 1]
     model, _ = fit(data, train_index, options, progress=progress_bar, stage=f"fold {fold}")
+    narrow = None
+    if narrow_type is not None:
+        narrow_options = TrainOptions(model_type=ModelType(narrow_type))
+        narrow_data = prepare(folders, narrow_options, progress=progress_bar)
+        assert narrow_data.labels == data.labels  # the same folders, the same clips
+        fitted, _ = fit(
+            narrow_data, train_index, narrow_options, progress=progress_bar, stage=narrow_type
+        )
+        narrow = (fitted, narrow_options.features)
     config, targets = options.features, data.targets[test_index]
     recorded = [
         load_audio(data.clips[i].path, sample_rate_hz=config.sample_rate_hz).samples
@@ -197,9 +216,57 @@ def channels(folders: list[Path], model_type: str, fold: int) -> None:
         f"held out: RAVDESS fold {fold}, {len(test_index)} clips"
     )
     for name, channel in _channels(config.sample_rate_hz).items():
-        heard = [feats.extract(channel(x), config=config) for x in recorded]
-        scores = score_features(model, heard, targets, data.labels)
-        print(f"{name:<40} accuracy {scores.accuracy:6.1%}   UAR {scores.uar:6.1%}")
+        heard = [channel(x) for x in recorded]
+        alone = _channel_probabilities(model, heard, config)
+        print(f"{name:<40} {_accuracy_line(alone, targets, data.labels)}")
+        if narrow is not None:
+            routed, handed = _routed(alone, heard, config, *narrow)
+            print(
+                f"{'  with ' + narrow_type:<40} {_accuracy_line(routed, targets, data.labels)}"
+                f"   {handed}/{len(heard)} clips handed to it"
+            )
+
+
+def _channel_probabilities(
+    model: keras.Model, clips: list[np.ndarray], config: FeatureConfig
+) -> np.ndarray:
+    from . import features as feats
+    from .train import predict_probabilities
+
+    return predict_probabilities(model, [feats.extract(x, config=config) for x in clips])
+
+
+def _routed(
+    probabilities: np.ndarray,
+    clips: list[np.ndarray],
+    config: FeatureConfig,
+    narrow_model: keras.Model,
+    narrow_config: FeatureConfig,
+) -> tuple[np.ndarray, int]:
+    """``probabilities`` with the clips that do not fill ``config``'s band answered by the
+    narrow model, as ``Recognizer.recognise`` hands them on; and how many those are."""
+    from .audio import audible_bandwidth_hz, fills_band
+
+    rate = config.sample_rate_hz
+    handed = [
+        i
+        for i, x in enumerate(clips)
+        if not fills_band(
+            audible_bandwidth_hz(x, sample_rate_hz=rate), heard_band_hz=config.heard_band_hz
+        )
+    ]
+    routed = probabilities.copy()
+    if handed:
+        heard = [clips[i] for i in handed]
+        routed[handed] = _channel_probabilities(narrow_model, heard, narrow_config)
+    return routed, len(handed)
+
+
+def _accuracy_line(probabilities: np.ndarray, targets: np.ndarray, labels: tuple[str, ...]) -> str:
+    from .train import scores_of
+
+    scores = scores_of(probabilities, targets, labels)
+    return f"accuracy {scores.accuracy:6.1%}   UAR {scores.uar:6.1%}"
 
 
 def live_updates(model: str | None, seconds: float) -> None:
@@ -307,6 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     chan.add_argument("--model-type", default="logmel_voice")
     chan.add_argument("--fold", type=int, choices=range(1, 7), default=1)
+    chan.add_argument(
+        "--narrow-model-type",
+        default=None,
+        help="also train this band-limited type and score the pair as the app runs it",
+    )
     bat = sub.add_parser("batch")
     bat.add_argument("--data", action="append", type=Path, required=True)
     bat.add_argument("--clips", type=int, default=200)
@@ -327,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.what == "gain":
         gain(args.data, args.clips)
     else:
-        channels(args.data, args.model_type, args.fold)
+        channels(args.data, args.model_type, args.fold, args.narrow_model_type)
     return 0
 
 

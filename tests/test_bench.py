@@ -141,3 +141,27 @@ def test_channels_scores_the_held_out_fold_through_each_channel(
         any(abs(accuracy - 100 * k / 48) < 0.051 for k in range(49))
         for accuracy, _ in scores.values()
     )
+
+
+def test_the_routed_pair_hands_on_only_the_clips_that_lack_the_band(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ser.audio import band_limited
+    from ser.features import FeatureConfig
+    from tests.signals import speech_like
+
+    speech = speech_like(duration_s=1.5, sample_rate_hz=16_000, speech_fraction=1.0)
+    call = band_limited(speech, sample_rate_hz=16_000, source_rate_hz=8_000)
+    full = FeatureConfig(sample_rate_hz=16_000)
+    narrow = FeatureConfig(sample_rate_hz=16_000, band_limit_hz=4_000)
+    answered_by_narrow = np.array([[0.0, 1.0]])
+    monkeypatch.setattr(
+        bench, "_channel_probabilities", lambda model, clips, config: answered_by_narrow
+    )
+    alone = np.array([[1.0, 0.0], [1.0, 0.0]])
+
+    routed, handed = bench._routed(alone, [speech, call], full, "narrow model", narrow)
+
+    assert handed == 1
+    np.testing.assert_array_equal(routed, [[1.0, 0.0], [0.0, 1.0]])
+    np.testing.assert_array_equal(alone, [[1.0, 0.0], [1.0, 0.0]])  # not changed in place

@@ -233,6 +233,50 @@ def test_the_shipped_default_hands_a_16_khz_recording_to_a_shipped_model_that_it
 
 
 @pytest.mark.slow
+def test_the_shipped_default_hands_phone_calls_to_the_shipped_narrow_band_model(
+    clips: list[Path], tmp_path: Path
+) -> None:
+    """An 8 kHz file, and the same call saved at 44.1 kHz, hold nothing above 4 kHz: the model
+    that answers them heard no more, and a full-band recording stays with the default."""
+    from ser.audio import band_limited
+
+    shipped = [m for m in store.list_models(ROOT / "models") if m.ok and m.shipped]
+    narrow = [m.name for m in shipped if m.features.band_limit_hz is not None]
+    if not narrow:
+        pytest.skip("no shipped band-limited model")
+    speech = speech_like(duration_s=1.5, sample_rate_hz=44_100, speech_fraction=1.0)
+    call = band_limited(speech, sample_rate_hz=44_100, source_rate_hz=8_000)
+    saved_high = write_audio(tmp_path / "call-44k.wav", call, sample_rate_hz=44_100)
+    low = speech_like(duration_s=1.5, sample_rate_hz=8_000, speech_fraction=1.0)
+    saved_low = write_audio(tmp_path / "call-8k.wav", low, sample_rate_hz=8_000)
+    full = write_audio(tmp_path / "full.wav", speech, sample_rate_hz=44_100)
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ser",
+            "predict",
+            "--json",
+            str(full),
+            str(saved_high),
+            str(saved_low),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+
+    full_line, high_line, low_line = map(json.loads, out.splitlines())
+    assert full_line["model"] == store.default_model(shipped).name
+    assert high_line["model"] in narrow and low_line["model"] in narrow
+    assert "holds almost nothing above" in high_line["caveats"][0]
+    assert "was made at 8 kHz" in low_line["caveats"][0]
+
+
+@pytest.mark.slow
 def test_keep_holdout_model_saves_the_evaluated_model(
     tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
