@@ -188,6 +188,19 @@ def test_predict_with_the_shipped_default_model_in_a_subprocess(clips: list[Path
     assert line["model"] == store.default_model(store.list_models(ROOT / "models")).name
 
 
+def _predict_json(*args: str | Path) -> list[dict]:
+    """``python -m ser predict --json ARGS`` in a subprocess: one answer per file."""
+    out = subprocess.run(
+        [sys.executable, "-m", "ser", "predict", "--json", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
 @pytest.mark.slow
 def test_the_shipped_default_hands_a_16_khz_recording_to_a_shipped_model_that_it_feeds(
     clips: list[Path], tmp_path: Path
@@ -208,24 +221,7 @@ def test_the_shipped_default_hands_a_16_khz_recording_to_a_shipped_model_that_it
     # Without --model: a model that hears the recording whole answers (the default, if it does);
     # a model asked for by name answers everything itself.
     for model_args, first, expected_low in (([], default, True), (["--model", wide], wide, False)):
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ser",
-                "predict",
-                *model_args,
-                "--json",
-                str(clips[0]),
-                str(low),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        ).stdout
-        full_line, low_line = map(json.loads, out.splitlines())
+        full_line, low_line = _predict_json(*model_args, clips[0], low)
         assert full_line["model"] == first
         assert (by_name[low_line["model"]].features.sample_rate_hz <= 16_000) is expected_low
         handed_on = low_line["model"] != first
@@ -251,25 +247,7 @@ def test_the_shipped_default_hands_phone_calls_to_the_shipped_narrow_band_model(
     saved_low = write_audio(tmp_path / "call-8k.wav", low, sample_rate_hz=8_000)
     full = write_audio(tmp_path / "full.wav", speech, sample_rate_hz=44_100)
 
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ser",
-            "predict",
-            "--json",
-            str(full),
-            str(saved_high),
-            str(saved_low),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
-
-    full_line, high_line, low_line = map(json.loads, out.splitlines())
+    full_line, high_line, low_line = _predict_json(full, saved_high, saved_low)
     assert full_line["model"] == store.default_model(shipped).name
     assert high_line["model"] in narrow and low_line["model"] in narrow
     assert "holds almost nothing above" in high_line["caveats"][0]
