@@ -171,23 +171,6 @@ def test_evaluate_prints_folds_and_means(
     )
 
 
-@pytest.mark.slow
-def test_predict_with_the_shipped_default_model_in_a_subprocess(clips: list[Path]) -> None:
-    if store.default_model(store.list_models(ROOT / "models")) is None:
-        pytest.skip("no shipped model in models/ yet")
-    out = subprocess.run(
-        [sys.executable, "-m", "ser", "predict", "--json", str(clips[0])],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
-    line = json.loads(out.splitlines()[0])
-    assert line["emotion"] in line["probabilities"]
-    assert line["model"] == store.default_model(store.list_models(ROOT / "models")).name
-
-
 def _predict_json(*args: str | Path) -> list[dict]:
     """``python -m ser predict --json ARGS`` in a subprocess: one answer per file."""
     out = subprocess.run(
@@ -199,6 +182,15 @@ def _predict_json(*args: str | Path) -> list[dict]:
         check=True,
     ).stdout
     return [json.loads(line) for line in out.splitlines()]
+
+
+@pytest.mark.slow
+def test_predict_with_the_shipped_default_model_in_a_subprocess(clips: list[Path]) -> None:
+    if store.default_model(store.list_models(ROOT / "models")) is None:
+        pytest.skip("no shipped model in models/ yet")
+    (line,) = _predict_json(clips[0])
+    assert line["emotion"] in line["probabilities"]
+    assert line["model"] == store.default_model(store.list_models(ROOT / "models")).name
 
 
 @pytest.mark.slow
