@@ -22,7 +22,6 @@ from . import features as feats
 from .audio import (
     Audio,
     assess_quality,
-    band_held_hz,
     fills_band,
     load_audio,
     speech_duration_s,
@@ -283,15 +282,19 @@ class Recognizer:
         """
         label = name or (None if isinstance(source, bytes) else Path(source).name)
         audio = load_audio(source, sample_rate_hz=self.config.sample_rate_hz, name=label)
-        band_hz = band_held_hz(audio) if narrower else self.config.heard_band_hz
-        other = (
-            None
-            if narrower is None or fills_band(band_hz, heard_band_hz=self.config.heard_band_hz)
-            else narrower(band_hz)
-        )
+        band_hz = audio.band_held_hz if narrower else self.config.heard_band_hz
+        other = None
+        if narrower is not None and not fills_band(
+            band_hz, heard_band_hz=self.config.heard_band_hz
+        ):
+            other = narrower(band_hz)
         if other is None or other.info.name == self.info.name:
             return self.recognise_audio(audio, name=label or "recording", progress=progress)
-        result = other.recognise(source, name=name, progress=progress)
+        result = (  # decoded once where both models read the same rate
+            other.recognise_audio(audio, name=label or "recording", progress=progress)
+            if other.config.sample_rate_hz == audio.sample_rate_hz
+            else other.recognise(source, name=name, progress=progress)
+        )
         result.caveats.insert(0, self._handed_to(other, audio, band_hz))
         return result
 

@@ -337,3 +337,31 @@ def test_a_phone_call_saved_at_a_high_rate_goes_to_a_band_limited_model(
     np.testing.assert_allclose(
         phone.prediction.probabilities, expected.prediction.probabilities, atol=1e-6
     )
+
+
+def test_a_handed_on_recording_is_decoded_and_measured_once(
+    tiny_models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ser import audio
+
+    classic = Recognizer.load("tiny-classic", tiny_models_dir)
+    other = Recognizer.load("tiny-cnn", tiny_models_dir)  # the same rate as tiny-classic
+    calls = {"decode": 0, "spectrum": 0}
+    decode, spectrum = audio.load_audio, audio.audible_bandwidth_hz
+
+    def counted(name: str, function):  # noqa: ANN001, ANN202
+        def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr("ser.predict.load_audio", counted("decode", decode))
+    monkeypatch.setattr(audio, "audible_bandwidth_hz", counted("spectrum", spectrum))
+    speech = speech_like(duration_s=1.5, sample_rate_hz=44_100, seed=7, speech_fraction=1.0)
+    call = audio.band_limited(speech, sample_rate_hz=44_100, source_rate_hz=8_000)
+
+    result = classic.recognise(audio_bytes(call, sample_rate_hz=44_100), narrower=lambda _: other)
+
+    assert result.model == "tiny-cnn"
+    assert calls == {"decode": 1, "spectrum": 1}
